@@ -1,0 +1,3 @@
+module github.com/danstream/danstream
+
+go 1.24
