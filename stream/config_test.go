@@ -1,0 +1,76 @@
+package stream
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseConfigRejectsWrongValuesNamingKeyAndLine(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"bad scale", "streams:\n  a:\n    source: synthetic:64x64\n    scale: 3\n", "line 4: streams.a.scale: must be 2 or 4"},
+		{"bad provider", "streams:\n  a:\n    source: synthetic:64x64\n    provider: gpu\n", "line 4: streams.a.provider"},
+		{"missing source", "streams:\n  a:\n    scale: 2\n", "streams.a.source: required"},
+		{"unknown key", "streams:\n  a:\n    source: x\n    sauce: y\n", "field sauce not found"},
+		{"bad listen", "http:\n  listen: nowhere\nstreams:\n  a:\n    source: x\n", "line 2: http.listen"},
+		{"bad name", "streams:\n  'a b':\n    source: x\n", "stream names use"},
+		{"no streams", "http:\n  listen: 127.0.0.1:1\n", "no streams configured"},
+		{"unset env", "streams:\n  a:\n    source: rtsp://${DANSTREAM_TEST_UNSET_VAR}/x\n", "DANSTREAM_TEST_UNSET_VAR"},
+		{"not yaml", "streams: [\n", "yaml"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseConfigExpandsEnvironmentAndDefaults(t *testing.T) {
+	t.Setenv("DANSTREAM_TEST_PASS", "s3cret")
+	cfg, err := ParseConfig([]byte("streams:\n  cam:\n    source: rtsp://u:${DANSTREAM_TEST_PASS}@${DANSTREAM_TEST_HOST:-127.0.0.1}/s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Streams["cam"]
+	if s.Source != "rtsp://u:s3cret@127.0.0.1/s" {
+		t.Errorf("source = %q", s.Source)
+	}
+	if cfg.HTTP.Listen != "127.0.0.1:8080" || s.Scale != 4 || s.Provider != "cpu" || !s.CacheEnabled() {
+		t.Errorf("defaults not applied: %+v %+v", cfg.HTTP, s)
+	}
+	if got := redactURL(s.Source); strings.Contains(got, "s3cret") {
+		t.Errorf("redacted URL still holds the password: %s", got)
+	}
+}
+
+func TestShippedConfigsAreValid(t *testing.T) {
+	t.Setenv("CAM_USER", "admin")
+	t.Setenv("CAM_PASS", "pw")
+	files, _ := filepath.Glob("../configs/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no configs found")
+	}
+	for _, f := range files {
+		if _, err := LoadConfig(f); err != nil {
+			t.Errorf("%s: %v", filepath.Base(f), err)
+		}
+	}
+	if _, err := os.Stat("../configs/default.yaml"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{"streams:\n  a:\n    source: synthetic:64x64\n", "http: {listen: ':1'}", "streams: {x: {scale: 9}}", ""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = ParseConfig(data) // must never panic
+	})
+}
