@@ -1,0 +1,408 @@
+package sr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/danstream/danstream/frame"
+)
+
+// Execution providers accepted in ModelOptions.Provider.
+const (
+	ProviderCPU      = "cpu"
+	ProviderCUDA     = "cuda"
+	ProviderTensorRT = "tensorrt"
+	ProviderAuto     = "auto" // tensorrt, then cuda, then cpu
+)
+
+// ModelOptions configures LoadModel. Zero values pick defaults.
+type ModelOptions struct {
+	Provider       string // cpu (default), cuda, tensorrt, auto
+	DeviceID       int    // GPU index for cuda / tensorrt
+	IntraOpThreads int    // 0: ONNX Runtime's default (one per core)
+	// BatchSize is how many tiles go to one session run; 0 picks 4 on CPU
+	// (larger batches buy nothing there) and 16 on a GPU.
+	BatchSize int
+	// TensorRT: FP16 kernels (on unless TRTNoFP16) and a folder that keeps built
+	// engines across runs (default: $XDG_CACHE_HOME/danstream/tensorrt).
+	TRTNoFP16   bool
+	TRTCacheDir string
+	LibPath     string // ONNX Runtime library, passed to InitRuntime
+	Cache       CacheOptions
+	Logger      *slog.Logger // default slog.Default()
+}
+
+// ONNXUpscaler runs a danstream ONNX model over frames: tiles with overlap,
+// batches of tiles through one ONNX Runtime session, feathered blending, and a
+// temporal cache that skips tiles whose input did not change. One instance
+// serves one stream (the cache is per stream); calls to Upscale are serialised.
+type ONNXUpscaler struct {
+	info     ModelInfo
+	provider string // the provider that actually runs
+	batch    int
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	sess    *ort.DynamicAdvancedSession
+	tensors map[int]ioPair // batch size -> tensors
+	g       *grid
+	hr      [][]float32 // per tile, planar RGB HR output
+	out     []byte      // blended HR frame, updated in place
+	mark    []bool
+	acc     []float32
+	cache   tileCache
+	closed  bool
+
+	mmu     sync.Mutex
+	metrics Metrics
+}
+
+type ioPair struct {
+	in, out *ort.Tensor[float32]
+}
+
+// LoadModel opens a danstream model file, validates it against the contract and
+// starts an ONNX Runtime session on the requested provider. A GPU provider that
+// cannot start falls back to CPU with one log line saying why.
+func LoadModel(path string, opts ModelOptions) (*ONNXUpscaler, error) {
+	if err := InitRuntime(opts.LibPath); err != nil {
+		return nil, err
+	}
+	info, err := ReadModelInfo(path)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	chain, err := providerChain(opts.Provider)
+	if err != nil {
+		return nil, fmt.Errorf("sr: model %s: %w", path, err)
+	}
+	u := &ONNXUpscaler{info: info, log: log, tensors: map[int]ioPair{}}
+	u.cache.opts = opts.Cache.withDefaults()
+	var why []string
+	for _, p := range chain {
+		batch := opts.BatchSize
+		if batch <= 0 {
+			batch = 4
+			if p != ProviderCPU {
+				batch = 16
+			}
+		}
+		sess, err := newSession(path, info, p, batch, opts)
+		if err == nil {
+			u.sess, u.provider, u.batch = sess, p, batch
+			err = u.warmUp()
+			if err == nil {
+				break
+			}
+			u.releaseSession()
+		}
+		why = append(why, fmt.Sprintf("%s: %v", p, oneLine(err)))
+	}
+	if u.sess == nil {
+		return nil, fmt.Errorf("sr: model %s: no execution provider could run it: %s", path, strings.Join(why, "; "))
+	}
+	if len(why) > 0 {
+		log.Warn("sr: execution provider fallback", "model", path, "asked", opts.Provider, "using", u.provider, "why", strings.Join(why, "; "))
+	} else if opts.Provider == ProviderAuto {
+		log.Info("sr: execution provider", "model", path, "asked", "auto", "using", u.provider)
+	}
+	return u, nil
+}
+
+func providerChain(p string) ([]string, error) {
+	switch strings.ToLower(p) {
+	case "", ProviderCPU:
+		return []string{ProviderCPU}, nil
+	case ProviderCUDA:
+		return []string{ProviderCUDA, ProviderCPU}, nil
+	case ProviderTensorRT:
+		return []string{ProviderTensorRT, ProviderCPU}, nil
+	case ProviderAuto:
+		return []string{ProviderTensorRT, ProviderCUDA, ProviderCPU}, nil
+	}
+	return nil, fmt.Errorf("unknown execution provider %q (want cpu, cuda, tensorrt or auto)", p)
+}
+
+func newSession(path string, info ModelInfo, provider string, batch int, opts ModelOptions) (*ort.DynamicAdvancedSession, error) {
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, err
+	}
+	defer so.Destroy()
+	if opts.IntraOpThreads > 0 {
+		if err := so.SetIntraOpNumThreads(opts.IntraOpThreads); err != nil {
+			return nil, err
+		}
+	}
+	if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll); err != nil {
+		return nil, err
+	}
+	dev := strconv.Itoa(opts.DeviceID)
+	switch provider {
+	case ProviderTensorRT:
+		dir := opts.TRTCacheDir
+		if dir == "" {
+			base, err := os.UserCacheDir()
+			if err != nil {
+				base = os.TempDir()
+			}
+			dir = filepath.Join(base, "danstream", "tensorrt")
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("tensorrt engine cache %s: %w", dir, err)
+		}
+		trt, err := ort.NewTensorRTProviderOptions()
+		if err != nil {
+			return nil, err
+		}
+		defer trt.Destroy()
+		shape := func(n int) string { return fmt.Sprintf("%s:%dx3x%dx%d", inputName, n, info.Tile, info.Tile) }
+		fp16 := "1"
+		if opts.TRTNoFP16 {
+			fp16 = "0"
+		}
+		// One optimisation profile covering batch 1..batch, so TensorRT builds
+		// its engine once (then caches it on disk) instead of per batch size.
+		if err := trt.Update(map[string]string{
+			"device_id":               dev,
+			"trt_fp16_enable":         fp16,
+			"trt_engine_cache_enable": "1",
+			"trt_engine_cache_path":   dir,
+			"trt_timing_cache_enable": "1",
+			"trt_timing_cache_path":   dir,
+			"trt_profile_min_shapes":  shape(1),
+			"trt_profile_opt_shapes":  shape(batch),
+			"trt_profile_max_shapes":  shape(batch),
+		}); err != nil {
+			return nil, err
+		}
+		if err := so.AppendExecutionProviderTensorRT(trt); err != nil {
+			return nil, err
+		}
+		// Nodes TensorRT cannot take (e.g. DAN's FFT) run on CUDA, not the CPU.
+		if err := appendCUDA(so, dev); err != nil {
+			return nil, err
+		}
+	case ProviderCUDA:
+		if err := appendCUDA(so, dev); err != nil {
+			return nil, err
+		}
+	}
+	return ort.NewDynamicAdvancedSession(path, []string{inputName}, []string{outputName}, so)
+}
+
+func appendCUDA(so *ort.SessionOptions, dev string) error {
+	cu, err := ort.NewCUDAProviderOptions()
+	if err != nil {
+		return err
+	}
+	defer cu.Destroy()
+	if err := cu.Update(map[string]string{"device_id": dev}); err != nil {
+		return err
+	}
+	return so.AppendExecutionProviderCUDA(cu)
+}
+
+// warmUp runs one tile so a provider that loads but cannot run fails here (and
+// falls back) rather than on the first live frame; TensorRT builds its engine now.
+func (u *ONNXUpscaler) warmUp() error {
+	p, err := u.tensorsFor(1)
+	if err != nil {
+		return err
+	}
+	return u.sess.Run([]ort.Value{p.in}, []ort.Value{p.out})
+}
+
+func (u *ONNXUpscaler) tensorsFor(n int) (ioPair, error) {
+	if p, ok := u.tensors[n]; ok {
+		return p, nil
+	}
+	T, Ts := int64(u.info.Tile), int64(u.info.Tile*u.info.Scale)
+	in, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(n), 3, T, T))
+	if err != nil {
+		return ioPair{}, err
+	}
+	out, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(n), 3, Ts, Ts))
+	if err != nil {
+		in.Destroy()
+		return ioPair{}, err
+	}
+	p := ioPair{in, out}
+	u.tensors[n] = p
+	return p, nil
+}
+
+func (u *ONNXUpscaler) releaseSession() {
+	for n, p := range u.tensors {
+		p.in.Destroy()
+		p.out.Destroy()
+		delete(u.tensors, n)
+	}
+	if u.sess != nil {
+		u.sess.Destroy()
+		u.sess = nil
+	}
+}
+
+// Info returns the model's validated metadata.
+func (u *ONNXUpscaler) Info() ModelInfo { return u.info }
+
+// Provider returns the execution provider that runs the model (after any fallback).
+func (u *ONNXUpscaler) Provider() string { return u.provider }
+
+// BatchSize returns how many tiles go to one session run.
+func (u *ONNXUpscaler) BatchSize() int { return u.batch }
+
+// Scale implements Upscaler.
+func (u *ONNXUpscaler) Scale() int { return u.info.Scale }
+
+// Name implements Upscaler, e.g. "dan-lite-x4 (onnxruntime cpu)".
+func (u *ONNXUpscaler) Name() string {
+	return fmt.Sprintf("%s (onnxruntime %s)", u.info.Name, u.provider)
+}
+
+// SetCache changes the cache settings; the next frame runs every tile.
+func (u *ONNXUpscaler) SetCache(o CacheOptions) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.cache = tileCache{opts: o.withDefaults()}
+}
+
+// Close frees the session; the upscaler cannot be used afterwards.
+func (u *ONNXUpscaler) Close() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return nil
+	}
+	u.closed = true
+	u.releaseSession()
+	return nil
+}
+
+// ErrClosed is returned by Upscale after Close.
+var ErrClosed = errors.New("sr: upscaler closed")
+
+// Upscale implements Upscaler: it returns a new frame of (W*s, H*s) carrying
+// the input's Seq and Captured. Frames of any size work, including ones smaller
+// than a tile (they are reflection-padded); a size change starts a new tiling.
+func (u *ONNXUpscaler) Upscale(ctx context.Context, in frame.Frame) (frame.Frame, error) {
+	if err := in.Validate(); err != nil {
+		return frame.Frame{}, fmt.Errorf("sr: %s: %w", u.info.Name, err)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return frame.Frame{}, ErrClosed
+	}
+	start := time.Now()
+	s := u.info.Scale
+	reset := in.Reset
+	resized := u.g == nil || u.g.W != in.W || u.g.H != in.H
+	if resized {
+		u.g = newGrid(in.W, in.H, u.info.Tile, u.info.Overlap, s)
+		nt := u.g.numTiles()
+		u.hr = make([][]float32, nt)
+		for i := range u.hr {
+			u.hr[i] = make([]float32, 3*u.info.Tile*s*u.info.Tile*s)
+		}
+		u.mark = make([]bool, nt)
+		u.out = make([]byte, in.W*s*in.H*s*3)
+		u.acc = make([]float32, 3*in.W*s)
+		u.cache.valid = false
+	}
+	g := u.g
+	n, reason := u.cache.plan(g, in.Pix, reset, u.mark)
+	if resized && reason == "first frame" && u.metrics.Frames > 0 {
+		reason = "size change"
+	}
+
+	// Run the marked tiles in batches of at most u.batch.
+	var inferDur time.Duration
+	todo := make([]int, 0, n)
+	for t, m := range u.mark {
+		if m {
+			todo = append(todo, t)
+		}
+	}
+	nx := len(g.xs)
+	T := u.info.Tile
+	tileIn := 3 * T * T
+	tileOut := len(u.hr[0])
+	batches := 0
+	for len(todo) > 0 {
+		if err := ctx.Err(); err != nil {
+			u.cache.valid = false // some HR tiles are now older than their references claim
+			return frame.Frame{}, err
+		}
+		k := min(len(todo), u.batch)
+		p, err := u.tensorsFor(k)
+		if err != nil {
+			u.cache.valid = false
+			return frame.Frame{}, fmt.Errorf("sr: %s: tensors for batch %d: %w", u.info.Name, k, err)
+		}
+		data := p.in.GetData()
+		for b, t := range todo[:k] {
+			g.fillTile(data[b*tileIn:(b+1)*tileIn], in.Pix, t%nx, t/nx)
+		}
+		t0 := time.Now()
+		err = u.sess.Run([]ort.Value{p.in}, []ort.Value{p.out})
+		inferDur += time.Since(t0)
+		if err != nil {
+			u.cache.valid = false
+			return frame.Frame{}, fmt.Errorf("sr: %s (%s): inference: %w", u.info.Name, u.provider, err)
+		}
+		od := p.out.GetData()
+		for b, t := range todo[:k] {
+			copy(u.hr[t], od[b*tileOut:(b+1)*tileOut])
+		}
+		todo = todo[k:]
+		batches++
+	}
+	u.cache.commit(g, u.mark)
+
+	// Re-blend only where an updated tile contributes.
+	dirty := u.mark
+	if n == g.numTiles() {
+		dirty = nil
+	}
+	if n > 0 {
+		g.blend(u.out, u.hr, dirty, u.acc)
+	}
+	outF := frame.Frame{
+		Pix: make([]byte, len(u.out)), W: in.W * s, H: in.H * s,
+		Seq: in.Seq, Captured: in.Captured, Reset: in.Reset,
+	}
+	copy(outF.Pix, u.out)
+
+	total := time.Since(start)
+	u.record(FrameMetrics{
+		Seq: in.Seq, Tiles: g.numTiles(), Inferred: n, Reused: g.numTiles() - n, Batches: batches,
+		InferMs: ms(inferDur), OverheadMs: ms(total - inferDur), TotalMs: ms(total), FullReason: reason,
+	})
+	return outF, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func oneLine(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}

@@ -1,0 +1,297 @@
+package sr
+
+import (
+	"math"
+)
+
+// grid is the tiling of one frame size for one model: where the T x T LR tiles
+// sit, how edges are padded, and the feathered weights that blend their HR
+// outputs. It depends only on (W, H, T, overlap, scale), so it is built once
+// per frame size and reused.
+//
+// Coordinates: the "canvas" is the frame reflection-padded by P pixels on each
+// side (and further on the right/bottom when the frame is smaller than a tile).
+// Canvas pixel c reads frame pixel xmap[c]. HR canvas pixel C is HR frame pixel
+// C - P*scale.
+type grid struct {
+	W, H, T, O, S, P, scale int
+	Wp, Hp                  int
+	xs, ys                  []int       // tile origins on the canvas (LR), columns and rows
+	xmap, ymap              []int       // canvas -> frame coordinate, reflected
+	ax, ay                  [][]float32 // per column/row: normalised HR weight, len T*scale
+	segX, segY              []segment   // HR frame intervals with the tiles that cover them
+	// Change detection blocks (frame coordinates, blockSize pixels square).
+	nbx, nby   int
+	tileBlocks []blockRange // per tile (row-major), the frame blocks its input reads
+}
+
+type segment struct {
+	a, b  int   // HR frame coordinates [a, b)
+	tiles []int // tile columns (or rows) with non-zero weight here
+}
+
+type blockRange struct{ x0, x1, y0, y1 int }
+
+// blockSize is the side of the LR blocks whose mean luma the change detector
+// compares: averaging 16 pixels divides sensor-noise deviation by 4 while a
+// moving object still shifts the mean of the blocks it covers.
+const blockSize = 4
+
+func newGrid(W, H, T, O, scale int) *grid {
+	g := &grid{W: W, H: H, T: T, O: O, S: T - O, P: O / 2, scale: scale}
+	g.Wp = max(W+2*g.P, T)
+	g.Hp = max(H+2*g.P, T)
+	g.xs = tileOrigins(g.Wp, T, g.S)
+	g.ys = tileOrigins(g.Hp, T, g.S)
+	g.xmap = reflectMap(g.Wp, W, g.P)
+	g.ymap = reflectMap(g.Hp, H, g.P)
+	g.ax = blendWeights(g.xs, g.Wp, T, O, scale)
+	g.ay = blendWeights(g.ys, g.Hp, T, O, scale)
+	g.segX = segments(g.ax, g.xs, W*scale, g.P*scale, scale)
+	g.segY = segments(g.ay, g.ys, H*scale, g.P*scale, scale)
+	g.nbx = (W + blockSize - 1) / blockSize
+	g.nby = (H + blockSize - 1) / blockSize
+	for _, y := range g.ys {
+		by0, by1 := blockSpan(y-g.P, T, H)
+		for _, x := range g.xs {
+			bx0, bx1 := blockSpan(x-g.P, T, W)
+			g.tileBlocks = append(g.tileBlocks, blockRange{bx0, bx1, by0, by1})
+		}
+	}
+	return g
+}
+
+func (g *grid) numTiles() int { return len(g.xs) * len(g.ys) }
+
+// tileOrigins places tiles every S pixels and aligns the last one with the far
+// edge, so every tile is whole (the model's shape is fixed) and the last
+// overlap may be wider than O.
+func tileOrigins(n, T, S int) []int {
+	if n <= T {
+		return []int{0}
+	}
+	cnt := (n-T+S-1)/S + 1
+	o := make([]int, cnt)
+	for i := range o {
+		o[i] = min(i*S, n-T)
+	}
+	return o
+}
+
+// reflectMap maps canvas coordinates to frame coordinates, mirroring at the
+// edges without repeating the edge pixel (OpenCV BORDER_REFLECT_101), and
+// folding again for frames far smaller than the canvas.
+func reflectMap(n, size, pad int) []int {
+	m := make([]int, n)
+	for c := range m {
+		m[c] = reflect101(c-pad, size)
+	}
+	return m
+}
+
+func reflect101(i, size int) int {
+	if size == 1 {
+		return 0
+	}
+	period := 2 * (size - 1)
+	i %= period
+	if i < 0 {
+		i += period
+	}
+	if i >= size {
+		i = period - i
+	}
+	return i
+}
+
+// ramp is the feather across an overlap of width O (LR pixels, d measured from
+// the tile's edge): zero over the outer O/4, where the model sees its own zero
+// padding, then linear to one. Two neighbours' ramps sum to one across a
+// standard overlap; a wider last overlap is handled by normalisation.
+func ramp(d float64, O int) float64 {
+	if O == 0 {
+		return 1
+	}
+	m := float64(O / 4)
+	w := (d - m) / (float64(O) - 2*m)
+	return math.Max(0, math.Min(1, w))
+}
+
+// blendWeights returns, for each tile along one axis, its HR weights divided by
+// the sum of all tiles' weights at that pixel (so blending is a plain weighted
+// sum). Edges without a neighbour get weight one: nothing to blend with there.
+func blendWeights(origins []int, n, T, O, scale int) [][]float32 {
+	Ts := T * scale
+	raw := make([][]float64, len(origins))
+	sum := make([]float64, n*scale)
+	for i, o := range origins {
+		w := make([]float64, Ts)
+		for u := range w {
+			d := (float64(u) + 0.5) / float64(scale)
+			v := 1.0
+			if i > 0 {
+				v *= ramp(d, O)
+			}
+			if i < len(origins)-1 {
+				v *= ramp(float64(T)-d, O)
+			}
+			w[u] = v
+			sum[o*scale+u] += v
+		}
+		raw[i] = w
+	}
+	out := make([][]float32, len(origins))
+	for i, o := range origins {
+		out[i] = make([]float32, Ts)
+		for u, v := range raw[i] {
+			if s := sum[o*scale+u]; s > 0 {
+				out[i][u] = float32(v / s)
+			}
+		}
+	}
+	return out
+}
+
+// segments splits HR frame coordinates [0, n) into runs covered by the same set
+// of tiles with non-zero weight; blending walks these runs.
+func segments(w [][]float32, origins []int, n, off, scale int) []segment {
+	var segs []segment
+	var cur []int
+	for X := 0; X < n; X++ {
+		C := X + off
+		var cover []int
+		for i, o := range origins {
+			u := C - o*scale
+			if u >= 0 && u < len(w[i]) && w[i][u] > 0 {
+				cover = append(cover, i)
+			}
+		}
+		if X > 0 && equalInts(cover, cur) {
+			segs[len(segs)-1].b = X + 1
+			continue
+		}
+		segs = append(segs, segment{a: X, b: X + 1, tiles: cover})
+		cur = cover
+	}
+	return segs
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// blockSpan gives the change-detection blocks covering the frame pixels a tile
+// starting at frame coordinate x0 (may be negative: padding) reads.
+func blockSpan(x0, T, size int) (int, int) {
+	a, b := max(x0, 0), min(x0+T, size)
+	if b <= a { // frame smaller than the padding: the tile reads the whole frame
+		a, b = 0, size
+	}
+	return a / blockSize, (b + blockSize - 1) / blockSize
+}
+
+var u8ToF32 = func() (t [256]float32) {
+	for i := range t {
+		t[i] = float32(i) / 255
+	}
+	return
+}()
+
+// fillTile writes tile (tx, ty)'s LR input as planar RGB float32 in [0,1] into
+// dst (len 3*T*T), reading the BGR frame through the reflection maps.
+func (g *grid) fillTile(dst []float32, pix []byte, tx, ty int) {
+	T, W := g.T, g.W
+	plane := T * T
+	r, gr, b := dst[:plane], dst[plane:2*plane], dst[2*plane:3*plane]
+	xm := g.xmap[g.xs[tx] : g.xs[tx]+T]
+	for v := 0; v < T; v++ {
+		row := pix[g.ymap[g.ys[ty]+v]*W*3:]
+		o := v * T
+		for u, sx := range xm {
+			p := row[sx*3 : sx*3+3]
+			b[o+u] = u8ToF32[p[0]]
+			gr[o+u] = u8ToF32[p[1]]
+			r[o+u] = u8ToF32[p[2]]
+		}
+	}
+}
+
+// blend recomputes the HR output (packed BGR, (W*s) x (H*s)) over every run
+// rectangle that a tile marked in dirty covers (all of them when dirty is nil).
+// hr holds each tile's planar RGB output (row-major tile order). acc is scratch
+// of at least 3*W*s floats.
+func (g *grid) blend(out []byte, hr [][]float32, dirty []bool, acc []float32) {
+	s := g.scale
+	Ts := g.T * s
+	plane := Ts * Ts
+	Wo := g.W * s
+	off := g.P * s
+	nx := len(g.xs)
+	for _, sy := range g.segY {
+		for _, sx := range g.segX {
+			if dirty != nil && !anyDirty(dirty, sx.tiles, sy.tiles, nx) {
+				continue
+			}
+			n := sx.b - sx.a
+			ar, ag, ab := acc[:n], acc[n:2*n], acc[2*n:3*n]
+			for Y := sy.a; Y < sy.b; Y++ {
+				clear(acc[:3*n])
+				for _, j := range sy.tiles {
+					v := Y + off - g.ys[j]*s
+					wy := g.ay[j][v]
+					for _, i := range sx.tiles {
+						t := hr[j*nx+i]
+						u0 := sx.a + off - g.xs[i]*s
+						wx := g.ax[i][u0 : u0+n]
+						tr := t[v*Ts+u0 : v*Ts+u0+n]
+						tg := t[plane+v*Ts+u0 : plane+v*Ts+u0+n]
+						tb := t[2*plane+v*Ts+u0 : 2*plane+v*Ts+u0+n]
+						for k, w := range wx {
+							w *= wy
+							ar[k] += tr[k] * w
+							ag[k] += tg[k] * w
+							ab[k] += tb[k] * w
+						}
+					}
+				}
+				row := out[(Y*Wo+sx.a)*3 : (Y*Wo+sx.b)*3]
+				for k := 0; k < n; k++ {
+					row[3*k] = toU8(ab[k])
+					row[3*k+1] = toU8(ag[k])
+					row[3*k+2] = toU8(ar[k])
+				}
+			}
+		}
+	}
+}
+
+func anyDirty(dirty []bool, cols, rows []int, nx int) bool {
+	for _, j := range rows {
+		for _, i := range cols {
+			if dirty[j*nx+i] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// toU8 clamps a model output in [0,1] (the contract leaves it unclamped) and rounds.
+func toU8(v float32) byte {
+	v = v*255 + 0.5
+	if !(v > 0) { // also NaN
+		return 0
+	}
+	if v >= 255 {
+		return 255
+	}
+	return byte(v)
+}
