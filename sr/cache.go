@@ -2,11 +2,10 @@ package sr
 
 import "math"
 
-// CacheOptions configures the temporal tile cache: a tile whose LR input has
-// not changed since its cached HR output was made is not run again. Zero
-// values pick the defaults.
+// CacheOptions tunes the temporal tile cache (ModelOptions.Cache switches it
+// on): a tile whose LR input has not changed since its cached HR output was
+// made is not run again. Zero values pick the defaults.
 type CacheOptions struct {
-	Disabled bool // run every tile of every frame
 	// Threshold is the change of a 4x4 block's mean luma (0..255 levels) above
 	// which the tile holding it counts as changed. Block means average sensor
 	// noise down (sigma/4 per frame), so noise alone stays far below it.
@@ -43,6 +42,7 @@ func (o CacheOptions) withDefaults() CacheOptions {
 // output came from. Comparing with that reference (not with the previous
 // frame) keeps slow drifts from creeping past the threshold unseen.
 type tileCache struct {
+	on    bool
 	opts  CacheOptions
 	valid bool        // refs describe the cached HR tiles
 	ref   [][]float32 // per tile: block means it was inferred from
@@ -120,7 +120,7 @@ func (c *tileCache) plan(g *grid, pix []byte, reset bool, mark []bool) (n int, r
 		c.rr = 0
 		return nt, why
 	}
-	if c.opts.Disabled {
+	if !c.on {
 		return all("cache off")
 	}
 	if len(c.bm) != g.nbx*g.nby {
@@ -162,7 +162,7 @@ func (c *tileCache) plan(g *grid, pix []byte, reset bool, mark []bool) (n int, r
 
 // commit records the tiles just inferred as the new references.
 func (c *tileCache) commit(g *grid, mark []bool) {
-	if c.opts.Disabled {
+	if !c.on {
 		return
 	}
 	for t, m := range mark {

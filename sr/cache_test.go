@@ -50,8 +50,8 @@ func tilesReading(u *ONNXUpscaler, x, y int) int {
 }
 
 func TestCache_UnchangedFrameReusesTilesAndMatchesUncached(t *testing.T) {
-	on := load(t, convX2, ModelOptions{Cache: CacheOptions{RefreshFrames: 1000}})
-	off := load(t, convX2, ModelOptions{Cache: CacheOptions{Disabled: true}})
+	on := load(t, convX2, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: 1000}})
+	off := load(t, convX2, ModelOptions{Cache: false})
 	f := texture(200, 120, 1)
 	first := upscale(t, on, f)
 	if m := on.Metrics().Last; m.Inferred != m.Tiles || m.FullReason != "first frame" {
@@ -69,8 +69,8 @@ func TestCache_UnchangedFrameReusesTilesAndMatchesUncached(t *testing.T) {
 }
 
 func TestCache_ChangedRegionIsReinferred(t *testing.T) {
-	on := load(t, convX2, ModelOptions{Cache: CacheOptions{RefreshFrames: 1000}})
-	off := load(t, convX2, ModelOptions{Cache: CacheOptions{Disabled: true}})
+	on := load(t, convX2, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: 1000}})
+	off := load(t, convX2, ModelOptions{Cache: false})
 	f := texture(200, 120, 1)
 	upscale(t, on, f)
 	for _, tc := range []struct {
@@ -103,7 +103,7 @@ func TestCache_ChangedRegionIsReinferred(t *testing.T) {
 }
 
 func TestCache_SensorNoiseAloneDoesNotTriggerInference(t *testing.T) {
-	on := load(t, convX2, ModelOptions{Cache: CacheOptions{RefreshFrames: 1000}})
+	on := load(t, convX2, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: 1000}})
 	base := texture(200, 120, 1)
 	upscale(t, on, noisy(base, 3, 0))
 	for i := int64(1); i <= 5; i++ {
@@ -115,7 +115,7 @@ func TestCache_SensorNoiseAloneDoesNotTriggerInference(t *testing.T) {
 }
 
 func TestCache_FullRefreshOnResetSceneChangeAndResize(t *testing.T) {
-	on := load(t, convX2, ModelOptions{})
+	on := load(t, convX2, ModelOptions{Cache: true})
 	f := texture(120, 80, 1)
 	upscale(t, on, f)
 	r := clone(f)
@@ -136,7 +136,7 @@ func TestCache_FullRefreshOnResetSceneChangeAndResize(t *testing.T) {
 
 func TestCache_EveryTileRefreshedWithinRefreshFrames(t *testing.T) {
 	const N = 5
-	on := load(t, convX2, ModelOptions{Cache: CacheOptions{RefreshFrames: N}})
+	on := load(t, convX2, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: N}})
 	f := texture(200, 120, 1)
 	upscale(t, on, f)
 	nt := on.g.numTiles()

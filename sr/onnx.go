@@ -27,9 +27,9 @@ const (
 
 // ModelOptions configures LoadModel. Zero values pick defaults.
 type ModelOptions struct {
-	Provider       string // cpu (default), cuda, tensorrt, auto
-	DeviceID       int    // GPU index for cuda / tensorrt
-	IntraOpThreads int    // 0: ONNX Runtime's default (one per core)
+	Provider string // cpu (default), cuda, tensorrt, auto
+	DeviceID int    // GPU index for cuda / tensorrt
+	Threads  int    // intra-op threads; 0: ONNX Runtime's default (one per core)
 	// BatchSize is how many tiles go to one session run; 0 picks 4 on CPU
 	// (larger batches buy nothing there) and 16 on a GPU.
 	BatchSize int
@@ -38,7 +38,10 @@ type ModelOptions struct {
 	TRTNoFP16   bool
 	TRTCacheDir string
 	LibPath     string // ONNX Runtime library, passed to InitRuntime
-	Cache       CacheOptions
+	// Cache switches the temporal tile cache on (live streams). Off, every tile
+	// of every frame runs: right for unrelated images (eval, stills).
+	Cache       bool
+	CacheTuning CacheOptions
 	Logger      *slog.Logger // default slog.Default()
 }
 
@@ -91,7 +94,7 @@ func LoadModel(path string, opts ModelOptions) (*ONNXUpscaler, error) {
 		return nil, fmt.Errorf("sr: model %s: %w", path, err)
 	}
 	u := &ONNXUpscaler{info: info, log: log, tensors: map[int]ioPair{}}
-	u.cache.opts = opts.Cache.withDefaults()
+	u.cache = tileCache{on: opts.Cache, opts: opts.CacheTuning.withDefaults()}
 	var why []string
 	for _, p := range chain {
 		batch := opts.BatchSize
@@ -143,8 +146,8 @@ func newSession(path string, info ModelInfo, provider string, batch int, opts Mo
 		return nil, err
 	}
 	defer so.Destroy()
-	if opts.IntraOpThreads > 0 {
-		if err := so.SetIntraOpNumThreads(opts.IntraOpThreads); err != nil {
+	if opts.Threads > 0 {
+		if err := so.SetIntraOpNumThreads(opts.Threads); err != nil {
 			return nil, err
 		}
 	}
@@ -275,11 +278,19 @@ func (u *ONNXUpscaler) Name() string {
 	return fmt.Sprintf("%s (onnxruntime %s)", u.info.Name, u.provider)
 }
 
-// SetCache changes the cache settings; the next frame runs every tile.
-func (u *ONNXUpscaler) SetCache(o CacheOptions) {
+// SetCache switches the tile cache on or off and retunes it; the next frame
+// runs every tile.
+func (u *ONNXUpscaler) SetCache(on bool, tuning CacheOptions) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.cache = tileCache{opts: o.withDefaults()}
+	u.cache = tileCache{on: on, opts: tuning.withDefaults()}
+}
+
+// CacheEnabled reports whether the tile cache is on.
+func (u *ONNXUpscaler) CacheEnabled() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.cache.on
 }
 
 // Close frees the session; the upscaler cannot be used afterwards.

@@ -296,7 +296,7 @@ func TestUpscale_BatchSizesGiveIdenticalOutput(t *testing.T) {
 	f := texture(130, 75, 11)
 	var ref []byte
 	for _, b := range []int{1, 3, 16} {
-		u := load(t, convX2, ModelOptions{BatchSize: b, Cache: CacheOptions{Disabled: true}})
+		u := load(t, convX2, ModelOptions{BatchSize: b, Cache: false})
 		got := upscale(t, u, f)
 		if ref == nil {
 			ref = got.Pix

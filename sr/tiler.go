@@ -241,6 +241,24 @@ func (g *grid) blend(out []byte, hr [][]float32, dirty []bool, acc []float32) {
 				continue
 			}
 			n := sx.b - sx.a
+			if len(sx.tiles) == 1 && len(sy.tiles) == 1 {
+				// Covered by one tile alone (most of the frame): its normalised
+				// weight is exactly one, so convert directly.
+				i, j := sx.tiles[0], sy.tiles[0]
+				t := hr[j*nx+i]
+				u0 := sx.a + off - g.xs[i]*s
+				for Y := sy.a; Y < sy.b; Y++ {
+					o := (Y+off-g.ys[j]*s)*Ts + u0
+					tr, tg, tb := t[o:o+n], t[plane+o:plane+o+n], t[2*plane+o:2*plane+o+n]
+					row := out[(Y*Wo+sx.a)*3 : (Y*Wo+sx.b)*3]
+					for k := range tr {
+						row[3*k] = toU8(tb[k])
+						row[3*k+1] = toU8(tg[k])
+						row[3*k+2] = toU8(tr[k])
+					}
+				}
+				continue
+			}
 			ar, ag, ab := acc[:n], acc[n:2*n], acc[2*n:3*n]
 			for Y := sy.a; Y < sy.b; Y++ {
 				clear(acc[:3*n])
