@@ -1,0 +1,7 @@
+//go:build !matprofile
+
+package capture
+
+const matProfiling = false
+
+func matCount() int { return 0 }
