@@ -1,0 +1,265 @@
+package transport
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"strings"
+	"time"
+
+	"github.com/pion/mediadevices/pkg/codec"
+	"github.com/pion/mediadevices/pkg/codec/vpx"
+	"github.com/pion/mediadevices/pkg/codec/x264"
+	"github.com/pion/mediadevices/pkg/io/video"
+	"github.com/pion/mediadevices/pkg/prop"
+	"github.com/pion/webrtc/v4"
+)
+
+// Codec names accepted by Subscribe (case-insensitive; "video/VP8" works too).
+const (
+	CodecVP8  = "VP8"
+	CodecH264 = "H264"
+)
+
+// SupportedCodecs lists the video codecs this build can encode, in the
+// server's order of preference.
+func SupportedCodecs() []string { return []string{CodecVP8, CodecH264} }
+
+// normalizeCodec maps "vp8", "video/VP8", "H.264" ... to a Codec* constant.
+func normalizeCodec(c string) (string, error) {
+	u := strings.ToUpper(strings.TrimSpace(c))
+	u = strings.TrimPrefix(u, "VIDEO/")
+	u = strings.ReplaceAll(u, ".", "")
+	switch u {
+	case CodecVP8:
+		return CodecVP8, nil
+	case CodecH264, "AVC":
+		return CodecH264, nil
+	}
+	return "", fmt.Errorf("transport: unsupported codec %q (supported: %s): %w",
+		c, strings.Join(SupportedCodecs(), ", "), ErrUnsupportedCodec)
+}
+
+// ErrUnsupportedCodec is wrapped by errors about codecs this build cannot encode.
+var ErrUnsupportedCodec = errors.New("unsupported codec")
+
+// EncoderOptions tune the per-codec encoders of a Broadcaster. Zero values pick defaults.
+type EncoderOptions struct {
+	// BitrateKbps is the target bitrate. 0: about 0.1 bit per pixel at 25 fps
+	// (e.g. ~2300 kbps for 1280x720), at least 300 kbps.
+	BitrateKbps int
+	// KeyframeInterval is the longest run of frames between keyframes (default 50,
+	// 2 s at 25 fps): bounds how long a viewer that lost a packet waits.
+	KeyframeInterval int
+	// MinKeyframeGap rate-limits forced keyframes (PLI, new viewers) so a
+	// storm of requests cannot turn the stream into all-intra (default 250 ms).
+	MinKeyframeGap time.Duration
+	// QueueLen is each viewer's queue of encoded samples (default 8). A viewer
+	// that falls further behind loses its queue (counted as drops) and resumes
+	// at the next keyframe.
+	QueueLen int
+	// H264Preset is the x264 preset name (default "ultrafast").
+	H264Preset string
+}
+
+func (o EncoderOptions) withDefaults() EncoderOptions {
+	if o.KeyframeInterval <= 0 {
+		o.KeyframeInterval = 50
+	}
+	if o.MinKeyframeGap <= 0 {
+		o.MinKeyframeGap = 250 * time.Millisecond
+	}
+	if o.QueueLen <= 0 {
+		o.QueueLen = 8
+	}
+	if o.H264Preset == "" {
+		o.H264Preset = "ultrafast"
+	}
+	return o
+}
+
+func (o EncoderOptions) bitrateFor(w, h int) int {
+	if o.BitrateKbps > 0 {
+		return o.BitrateKbps * 1000
+	}
+	bps := int(float64(w*h) * 25 * 0.1)
+	return max(bps, 300_000)
+}
+
+// videoEncoder encodes one I420 picture at a time, synchronously.
+type videoEncoder interface {
+	// Encode returns the compressed frame (nil when the encoder emitted nothing)
+	// and whether it is a keyframe. forceKey asks for an intra frame.
+	Encode(img *image.YCbCr, forceKey bool) (data []byte, key bool, err error)
+	Close() error
+}
+
+// mdEncoder adapts a mediadevices pull-style encoder (it Reads its input
+// from a video.Reader) to our push-style call: the reader hands out the
+// picture set just before each Read.
+type mdEncoder struct {
+	rc    codec.ReadCloser
+	cur   *image.YCbCr
+	isKey func([]byte) bool
+}
+
+func newMDEncoder(b codec.VideoEncoderBuilder, w, h int, isKey func([]byte) bool) (*mdEncoder, error) {
+	e := &mdEncoder{isKey: isKey}
+	r := video.ReaderFunc(func() (image.Image, func(), error) {
+		if e.cur == nil {
+			return nil, func() {}, errors.New("transport: encoder read without a picture")
+		}
+		return e.cur, func() {}, nil
+	})
+	rc, err := b.BuildVideoEncoder(r, prop.Media{Video: prop.Video{Width: w, Height: h, FrameRate: 25}})
+	if err != nil {
+		return nil, err
+	}
+	e.rc = rc
+	return e, nil
+}
+
+func (e *mdEncoder) Encode(img *image.YCbCr, forceKey bool) ([]byte, bool, error) {
+	if forceKey {
+		// Only ever called from the encoding goroutine, so the x264 wrapper's
+		// unlocked flag write cannot race with its Read.
+		if kc, ok := e.rc.Controller().(codec.KeyFrameController); ok {
+			_ = kc.ForceKeyFrame()
+		}
+	}
+	e.cur = img
+	data, release, err := e.rc.Read()
+	e.cur = nil
+	if release != nil {
+		release()
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if len(data) == 0 {
+		return nil, false, nil
+	}
+	return data, e.isKey(data), nil
+}
+
+func (e *mdEncoder) Close() error { return e.rc.Close() }
+
+// newEncoder builds the encoder for codec c at w x h.
+func newEncoder(c string, w, h int, o EncoderOptions) (videoEncoder, error) {
+	switch c {
+	case CodecVP8:
+		p, err := vpx.NewVP8Params()
+		if err != nil {
+			return nil, fmt.Errorf("transport: vp8 params: %w", err)
+		}
+		p.BitRate = o.bitrateFor(w, h)
+		p.KeyFrameInterval = o.KeyframeInterval
+		p.Deadline = time.Microsecond // VPX_DL_REALTIME: libvpx picks its speed to fit the frame time
+		p.LagInFrames = 0             // no lookahead: every input yields its output now
+		p.RateControlEndUsage = vpx.RateControlCBR
+		p.RateControlUndershootPercent = 95
+		p.RateControlOvershootPercent = 25
+		p.RateControlMinQuantizer = 4
+		p.RateControlMaxQuantizer = 56
+		p.ErrorResilient = vpx.ErrorResilientDefault
+		e, err := newMDEncoder(&p, w, h, vp8IsKey)
+		if err != nil {
+			return nil, fmt.Errorf("transport: vp8 encoder %dx%d: %w", w, h, err)
+		}
+		return e, nil
+	case CodecH264:
+		if w%2 != 0 || h%2 != 0 {
+			return nil, fmt.Errorf("transport: h264 needs an even frame size, got %dx%d", w, h)
+		}
+		p, err := x264.NewParams()
+		if err != nil {
+			return nil, fmt.Errorf("transport: x264 params: %w", err)
+		}
+		p.BitRate = o.bitrateFor(w, h)
+		p.KeyFrameInterval = o.KeyframeInterval
+		p.Preset = x264Preset(o.H264Preset)
+		e, err := newMDEncoder(&p, w, h, h264IsKey)
+		if err != nil {
+			return nil, fmt.Errorf("transport: h264 encoder %dx%d: %w", w, h, err)
+		}
+		return e, nil
+	}
+	return nil, fmt.Errorf("transport: no encoder for %q: %w", c, ErrUnsupportedCodec)
+}
+
+func x264Preset(name string) x264.Preset {
+	// Same order as x264's preset table, which the wrapper passes by index.
+	names := []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"}
+	for i, n := range names {
+		if strings.EqualFold(n, name) {
+			return x264.PresetUltrafast + x264.Preset(i)
+		}
+	}
+	return x264.PresetUltrafast
+}
+
+// vp8IsKey reads the VP8 frame tag: bit 0 of the first byte is 0 for a key frame (RFC 6386 §9.1).
+func vp8IsKey(b []byte) bool { return len(b) > 0 && b[0]&1 == 0 }
+
+// h264IsKey reports whether an Annex-B access unit holds an IDR slice.
+func h264IsKey(b []byte) bool {
+	for len(b) > 0 {
+		i := bytes.Index(b, []byte{0, 0, 1})
+		if i < 0 || i+3 >= len(b) {
+			return false
+		}
+		b = b[i+3:]
+		if b[0]&0x1f == 5 {
+			return true
+		}
+	}
+	return false
+}
+
+// codecCapability is what a WebRTC track of codec c announces.
+func codecCapability(c string) webrtc.RTPCodecCapability {
+	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
+	if c == CodecH264 {
+		return webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: fb}
+	}
+	return webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}
+}
+
+// bgrToI420 converts a packed BGR24 picture into dst (BT.601 limited range,
+// chroma averaged over each 2x2 block), reallocating dst when the size changed.
+func bgrToI420(dst *image.YCbCr, pix []byte, w, h int) *image.YCbCr {
+	if dst == nil || dst.Rect.Dx() != w || dst.Rect.Dy() != h {
+		dst = image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420)
+	}
+	stride := w * 3
+	for y := 0; y < h; y++ {
+		row := pix[y*stride : y*stride+stride]
+		yrow := dst.Y[y*dst.YStride : y*dst.YStride+w]
+		for x := 0; x < w; x++ {
+			b, g, r := int32(row[3*x]), int32(row[3*x+1]), int32(row[3*x+2])
+			yrow[x] = uint8((66*r+129*g+25*b+128)>>8 + 16)
+		}
+	}
+	cw, ch := (w+1)/2, (h+1)/2
+	for cy := 0; cy < ch; cy++ {
+		y0 := 2 * cy
+		y1 := min(y0+1, h-1)
+		r0 := pix[y0*stride : y0*stride+stride]
+		r1 := pix[y1*stride : y1*stride+stride]
+		cb := dst.Cb[cy*dst.CStride : cy*dst.CStride+cw]
+		cr := dst.Cr[cy*dst.CStride : cy*dst.CStride+cw]
+		for cx := 0; cx < cw; cx++ {
+			x0 := 2 * cx
+			x1 := min(x0+1, w-1)
+			b := int32(r0[3*x0]) + int32(r0[3*x1]) + int32(r1[3*x0]) + int32(r1[3*x1])
+			g := int32(r0[3*x0+1]) + int32(r0[3*x1+1]) + int32(r1[3*x0+1]) + int32(r1[3*x1+1])
+			r := int32(r0[3*x0+2]) + int32(r0[3*x1+2]) + int32(r1[3*x0+2]) + int32(r1[3*x1+2])
+			// Sums of 4 pixels: shift 2 more bits than the per-pixel formula.
+			cb[cx] = uint8((-38*r-74*g+112*b+512)>>10 + 128)
+			cr[cx] = uint8((112*r-94*g-18*b+512)>>10 + 128)
+		}
+	}
+	return dst
+}

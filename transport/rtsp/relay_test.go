@@ -1,0 +1,173 @@
+package rtsp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
+
+	"github.com/danstream/danstream/frame"
+	"github.com/danstream/danstream/transport"
+)
+
+type catalog map[string]*transport.Broadcaster
+
+func (c catalog) Broadcaster(name, variant string) (*transport.Broadcaster, bool) {
+	b, ok := c[name+"/"+variant]
+	return b, ok
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// feedFrames writes a moving pattern of w x h frames at 25 fps until ctx ends.
+func feedFrames(ctx context.Context, b *transport.Broadcaster, w, h int) {
+	tick := time.NewTicker(40 * time.Millisecond)
+	defer tick.Stop()
+	for seq := uint64(0); ; seq++ {
+		f := frame.New(w, h)
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				i := (y*w + x) * 3
+				f.Pix[i], f.Pix[i+1], f.Pix[i+2] = byte(x+int(seq)*4), byte(y), byte((x^y)+int(seq))
+			}
+		}
+		f.Seq, f.Captured = seq, time.Now()
+		b.WriteFrame(f)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func startRelay(t *testing.T) (string, catalog) {
+	t.Helper()
+	cat := catalog{
+		"cam/enhanced": transport.NewBroadcaster("cam", "enhanced", transport.EncoderOptions{KeyframeInterval: 25}),
+		"cam/original": transport.NewBroadcaster("cam", "original", transport.EncoderOptions{KeyframeInterval: 25}),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := freeAddr(t)
+	r := New(cat, addr, slog.Default())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	go feedFrames(ctx, cat["cam/enhanced"], 256, 144)
+	go feedFrames(ctx, cat["cam/original"], 128, 96)
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay: %v", err)
+		}
+		for _, b := range cat {
+			b.Close()
+		}
+	})
+	// Wait until the port accepts connections.
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return addr, cat
+}
+
+func TestRelayServesDecodableH264ToFFprobe(t *testing.T) {
+	if _, err := exec.LookPath("ffprobe"); err != nil {
+		t.Skip("ffprobe not installed (scripts/setup.sh installs ffmpeg)")
+	}
+	addr, cat := startRelay(t)
+	tests := []struct {
+		path string
+		w, h int
+	}{
+		{"/cam", 256, 144},
+		{"/cam/original", 128, 96},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Trim(tc.path, "/"), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-rtsp_transport", "tcp",
+				"-select_streams", "v:0", "-count_frames", "-read_intervals", "%+2",
+				"-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "json",
+				"rtsp://"+addr+tc.path).CombinedOutput()
+			if err != nil {
+				t.Fatalf("ffprobe: %v\n%s", err, out)
+			}
+			var res struct {
+				Streams []struct {
+					Codec  string `json:"codec_name"`
+					W      int    `json:"width"`
+					H      int    `json:"height"`
+					Frames string `json:"nb_read_frames"`
+				} `json:"streams"`
+			}
+			if err := json.Unmarshal(out, &res); err != nil || len(res.Streams) != 1 {
+				t.Fatalf("ffprobe output %s: %v", out, err)
+			}
+			s := res.Streams[0]
+			if s.Codec != "h264" || s.W != tc.w || s.H != tc.h {
+				t.Fatalf("got %s %dx%d, want h264 %dx%d", s.Codec, s.W, s.H, tc.w, tc.h)
+			}
+			var n int
+			fmt.Sscan(s.Frames, &n)
+			if n < 10 {
+				t.Fatalf("decoded %d frames in 2 s, want >= 10", n)
+			}
+		})
+	}
+	// The last reader gone, the H.264 encoder stops (nobody else watches).
+	deadline := time.Now().Add(5 * time.Second)
+	for cat["cam/enhanced"].EncoderRunning(transport.CodecH264) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if cat["cam/enhanced"].EncoderRunning(transport.CodecH264) {
+		t.Error("H.264 encoder still running after the last RTSP reader left")
+	}
+}
+
+func TestRelayAnswersUnknownPathsWith404(t *testing.T) {
+	addr, _ := startRelay(t)
+	for _, p := range []string{"/nope", "/cam/sideways", "/"} {
+		t.Run(p, func(t *testing.T) {
+			u, err := base.ParseURL("rtsp://" + addr + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := gortsplib.Client{}
+			if err := c.Start(u.Scheme, u.Host); err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_, res, err := c.Describe(u)
+			var bad liberrors.ErrClientBadStatusCode
+			if res != nil && res.StatusCode == base.StatusNotFound {
+				return
+			}
+			if !errors.As(err, &bad) || bad.Code != base.StatusNotFound {
+				t.Fatalf("DESCRIBE %s: res=%v err=%v, want 404", p, res, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,456 @@
+package transport
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"image/jpeg"
+	"io"
+	"io/fs"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/danstream/danstream/frame"
+)
+
+//go:embed web
+var webFS embed.FS
+
+// Stream states reported in StreamStatus.State. Only StateError makes /healthz fail.
+const (
+	StateStarting = "starting"
+	StateRunning  = "running"
+	StateIdle     = "idle" // on-demand stream with no viewers: healthy, not capturing
+	StateStopped  = "stopped"
+	StateError    = "error"
+)
+
+// StreamStatus is one stream as /api/streams reports it. The stream manager fills it.
+type StreamStatus struct {
+	Name         string  `json:"name"`
+	Source       string  `json:"source"` // URL with credentials redacted
+	State        string  `json:"state"`  // one of the State* constants
+	Error        string  `json:"error,omitempty"`
+	InputWidth   int     `json:"input_width"`
+	InputHeight  int     `json:"input_height"`
+	OutputWidth  int     `json:"output_width"`
+	OutputHeight int     `json:"output_height"`
+	Scale        int     `json:"scale"`
+	Model        string  `json:"model"`
+	FPSIn        float64 `json:"fps_in"`
+	FPSOut       float64 `json:"fps_out"`
+	SRMillis     float64 `json:"sr_ms"`
+	LatencyMs    float64 `json:"latency_ms,omitempty"` // capture -> encoded, if measured
+	Viewers      int     `json:"viewers"`
+	// Delivery is optional: the manager may add Broadcaster.Stats() of each variant.
+	Delivery []BroadcastStats `json:"delivery,omitempty"`
+}
+
+// Catalog is what the server needs from the stream manager.
+type Catalog interface {
+	// List returns every configured stream, in display order.
+	List() []StreamStatus
+	// Broadcaster returns the Broadcaster of a stream's variant (VariantEnhanced
+	// or VariantOriginal); false if there is no such stream. Called once per
+	// WHEP offer and per snapshot, so an on-demand manager may start the
+	// pipeline here and stop it when Viewers() stays 0.
+	Broadcaster(name, variant string) (*Broadcaster, bool)
+}
+
+// ServerOptions configure the HTTP/WHEP server. Zero values pick defaults.
+type ServerOptions struct {
+	Logger *slog.Logger
+	// MaxOfferBytes bounds a WHEP offer body (default 64 KiB); larger gets 413.
+	MaxOfferBytes int64
+	// AllowOrigin is the CORS Access-Control-Allow-Origin for /api/ (default "*").
+	AllowOrigin string
+	// LoopbackOnly offers only loopback ICE candidates (tests, local-only serving).
+	LoopbackOnly bool
+	// NAT1To1IPs replaces host candidate addresses (server behind 1:1 NAT / in a container).
+	NAT1To1IPs []string
+	// ICEPortMin/Max bound the UDP ports of ICE candidates (0: any ephemeral port).
+	ICEPortMin, ICEPortMax uint16
+	// ICEDisconnectedTimeout: silence after which a viewer counts as disconnected (default 5 s).
+	ICEDisconnectedTimeout time.Duration
+	// ReapAfter: a viewer not connected for this long after that (or after its
+	// offer) is closed (default 20 s; with the default above, gone within 25 s).
+	ReapAfter time.Duration
+	// GatherTimeout bounds ICE gathering before the answer (default 10 s).
+	GatherTimeout time.Duration
+}
+
+func (o ServerOptions) withDefaults() ServerOptions {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxOfferBytes <= 0 {
+		o.MaxOfferBytes = 64 << 10
+	}
+	if o.AllowOrigin == "" {
+		o.AllowOrigin = "*"
+	}
+	if o.ICEDisconnectedTimeout <= 0 {
+		o.ICEDisconnectedTimeout = 5 * time.Second
+	}
+	if o.ReapAfter <= 0 {
+		o.ReapAfter = 20 * time.Second
+	}
+	if o.GatherTimeout <= 0 {
+		o.GatherTimeout = 10 * time.Second
+	}
+	return o
+}
+
+// Server serves the pages, the JSON API, snapshots and WHEP.
+type Server struct {
+	cat    Catalog
+	opts   ServerOptions
+	log    *slog.Logger
+	api    *webrtc.API
+	apiErr error
+	mux    *http.ServeMux
+
+	mu       sync.Mutex
+	sessions map[string]*whepSession
+}
+
+// NewServer makes a server over cat. WebRTC set-up errors (e.g. a bad ICE
+// port range) surface from Run and as 500s on WHEP requests.
+func NewServer(cat Catalog, opts ServerOptions) *Server {
+	o := opts.withDefaults()
+	s := &Server{cat: cat, opts: o, log: o.Logger, sessions: map[string]*whepSession{}}
+	s.api, s.apiErr = newWebRTCAPI(o)
+	s.routes()
+	return s
+}
+
+// Handler returns the HTTP handler (for tests or an outer mux).
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Sessions counts live WHEP sessions.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Run serves on addr until ctx ends, then shuts down gracefully and closes
+// every WHEP session.
+func (s *Server) Run(ctx context.Context, addr string) error {
+	if s.apiErr != nil {
+		return s.apiErr
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("transport: listen on %s: %w", addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on an existing listener (e.g. 127.0.0.1:0 in tests).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("transport: serving", "addr", "http://"+ln.Addr().String())
+	select {
+	case err := <-errc:
+		s.CloseSessions()
+		return fmt.Errorf("transport: serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.CloseSessions()
+	err := hs.Shutdown(shut)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = hs.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("transport: shutdown: %w", err)
+	}
+	return nil
+}
+
+// CloseSessions ends every WHEP session.
+func (s *Server) CloseSessions() {
+	s.mu.Lock()
+	all := make([]*whepSession, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		all = append(all, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range all {
+		ss.close("server shutdown")
+	}
+}
+
+func (s *Server) forget(ss *whepSession) {
+	s.mu.Lock()
+	delete(s.sessions, ss.id)
+	s.mu.Unlock()
+}
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /{$}", s.page("web/index.html"))
+	m.HandleFunc("GET /streams/{name}", s.playerPage)
+	static, _ := fs.Sub(webFS, "web")
+	m.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(static)))
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.HandleFunc("GET /api/streams", s.apiStreams)
+	m.HandleFunc("GET /api/streams/{name}/snapshot.jpg", s.snapshot)
+	m.HandleFunc("POST /api/streams/{name}/whep", s.cors(s.whepPost))
+	m.HandleFunc("OPTIONS /api/streams/{name}/whep", s.cors(s.preflight))
+	m.HandleFunc("DELETE /api/streams/{name}/whep/{id}", s.cors(s.whepDelete))
+	m.HandleFunc("PATCH /api/streams/{name}/whep/{id}", s.cors(s.whepPatch))
+	m.HandleFunc("OPTIONS /api/streams/{name}/whep/{id}", s.cors(s.preflight))
+	s.mux = m
+}
+
+func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Access-Control-Allow-Origin", s.opts.AllowOrigin)
+		hd.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Post")
+		h(w, r)
+	}
+}
+
+func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Access-Control-Allow-Methods", "POST, DELETE, PATCH, OPTIONS")
+	hd.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, If-Match")
+	hd.Set("Access-Control-Max-Age", "86400")
+	hd.Set("Accept-Post", "application/sdp")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// variantOf reads ?variant=, defaulting to enhanced.
+func variantOf(r *http.Request) (string, error) {
+	switch v := r.URL.Query().Get("variant"); v {
+	case "", VariantEnhanced:
+		return VariantEnhanced, nil
+	case VariantOriginal:
+		return VariantOriginal, nil
+	default:
+		return "", fmt.Errorf("unknown variant %q (want %q or %q)", v, VariantEnhanced, VariantOriginal)
+	}
+}
+
+func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if s.apiErr != nil {
+		http.Error(w, "WebRTC unavailable: "+s.apiErr.Error(), http.StatusInternalServerError)
+		return
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/sdp" {
+		w.Header().Set("Accept-Post", "application/sdp")
+		http.Error(w, fmt.Sprintf("WHEP offer must have Content-Type application/sdp, got %q", r.Header.Get("Content-Type")),
+			http.StatusUnsupportedMediaType)
+		return
+	}
+	variant, err := variantOf(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if r.ContentLength > s.opts.MaxOfferBytes {
+		http.Error(w, fmt.Sprintf("SDP offer too large: %d bytes, limit %d", r.ContentLength, s.opts.MaxOfferBytes),
+			http.StatusRequestEntityTooLarge)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxOfferBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			http.Error(w, fmt.Sprintf("SDP offer too large: limit %d bytes", s.opts.MaxOfferBytes), http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "reading SDP offer: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(body) == 0 {
+		http.Error(w, "empty SDP offer", http.StatusBadRequest)
+		return
+	}
+	// Check the offer before looking the stream up: an on-demand catalog may
+	// start a pipeline on lookup, which a bad offer should not cause.
+	if _, err := chooseCodec(string(body)); err != nil {
+		writeOfferError(w, err)
+		return
+	}
+	b, ok := s.cat.Broadcaster(name, variant)
+	if !ok || b == nil {
+		http.Error(w, fmt.Sprintf("unknown stream %q", name), http.StatusNotFound)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.GatherTimeout)
+	defer cancel()
+	sess, answer, err := s.startSession(ctx, b, string(body))
+	if err != nil {
+		var oe *offerError
+		if errors.As(err, &oe) {
+			writeOfferError(w, err)
+			return
+		}
+		s.log.Error("transport: WHEP session failed", "stream", name, "variant", variant, "err", err)
+		status := http.StatusInternalServerError
+		if errors.Is(err, ErrClosed) {
+			status = http.StatusServiceUnavailable
+		}
+		http.Error(w, err.Error(), status)
+		return
+	}
+	s.mu.Lock()
+	s.sessions[sess.id] = sess
+	s.mu.Unlock()
+	s.log.Info("transport: viewer joined", "stream", name, "variant", variant, "session", sess.id[:8], "codec", sess.codec)
+
+	loc := "/api/streams/" + name + "/whep/" + sess.id
+	w.Header().Set("Location", loc)
+	w.Header().Set("ETag", `"`+sess.id+`"`)
+	w.Header().Set("Content-Type", "application/sdp")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = io.WriteString(w, answer)
+}
+
+func writeOfferError(w http.ResponseWriter, err error) {
+	status := http.StatusBadRequest
+	var oe *offerError
+	if errors.As(err, &oe) {
+		status = oe.status
+	}
+	http.Error(w, err.Error(), status)
+}
+
+func (s *Server) whepDelete(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s.mu.Lock()
+	ss := s.sessions[id]
+	s.mu.Unlock()
+	if ss == nil || ss.stream != r.PathValue("name") {
+		http.Error(w, "no such WHEP session", http.StatusNotFound)
+		return
+	}
+	ss.close("DELETE")
+	w.WriteHeader(http.StatusOK)
+}
+
+// whepPatch: candidates travel in the offer/answer (no trickle), as RFC 9725 allows.
+func (s *Server) whepPatch(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", "DELETE, OPTIONS")
+	http.Error(w, "trickle ICE and ICE restarts are not supported; send a complete offer", http.StatusMethodNotAllowed)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (s *Server) apiStreams(w http.ResponseWriter, r *http.Request) {
+	list := s.cat.List()
+	if list == nil {
+		list = []StreamStatus{}
+	}
+	w.Header().Set("Access-Control-Allow-Origin", s.opts.AllowOrigin)
+	writeJSON(w, http.StatusOK, map[string]any{"streams": list, "sessions": s.Sessions()})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	list := s.cat.List()
+	states := map[string]string{}
+	ok := true
+	for _, st := range list {
+		states[st.Name] = st.State
+		if st.State == StateError {
+			ok = false
+		}
+	}
+	status, word := http.StatusOK, "ok"
+	if !ok {
+		status, word = http.StatusServiceUnavailable, "degraded"
+	}
+	writeJSON(w, status, map[string]any{"status": word, "streams": states})
+}
+
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	variant, err := variantOf(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	b, ok := s.cat.Broadcaster(name, variant)
+	if !ok || b == nil {
+		http.Error(w, fmt.Sprintf("unknown stream %q", name), http.StatusNotFound)
+		return
+	}
+	f := b.LatestFrame()
+	if f.Empty() {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, fmt.Sprintf("stream %q has no frame yet", name), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "image/jpeg")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Access-Control-Allow-Origin", s.opts.AllowOrigin)
+	if err := EncodeJPEG(w, f, 85); err != nil {
+		s.log.Debug("transport: snapshot write", "stream", name, "err", err)
+	}
+}
+
+// EncodeJPEG writes f as a JPEG of the same size.
+func EncodeJPEG(w io.Writer, f frame.Frame, quality int) error {
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	img := image.NewRGBA(image.Rect(0, 0, f.W, f.H))
+	for i, j := 0, 0; i < len(f.Pix); i, j = i+3, j+4 {
+		img.Pix[j], img.Pix[j+1], img.Pix[j+2], img.Pix[j+3] = f.Pix[i+2], f.Pix[i+1], f.Pix[i], 255
+	}
+	return jpeg.Encode(w, img, &jpeg.Options{Quality: quality})
+}
+
+func (s *Server) page(path string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		b, err := webFS.ReadFile(path)
+		if err != nil {
+			http.Error(w, "page missing from build: "+path, http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		_, _ = w.Write(b)
+	}
+}
+
+func (s *Server) playerPage(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	names := []string{}
+	for _, st := range s.cat.List() {
+		if st.Name == name {
+			s.page("web/player.html")(w, r)
+			return
+		}
+		names = append(names, st.Name)
+	}
+	sort.Strings(names)
+	http.Error(w, fmt.Sprintf("unknown stream %q (streams: %v)", name, names), http.StatusNotFound)
+}
