@@ -351,6 +351,40 @@ func TestRTSPCameraIsReadBack(t *testing.T) {
 	}
 }
 
+func TestRTSPCameraReconnectsAfterPublisherRestarts(t *testing.T) {
+	checkMats(t)
+	srv := rtsptest.Start(t)
+	url := srv.URL("cam")
+	stop := rtsptest.PublishTestPattern(t, url, 160, 120, 25)
+	if err := srv.WaitPublishing(ctxT(t, 20*time.Second), "cam"); err != nil {
+		t.Fatal(err)
+	}
+	src, err := Open(ctxT(t, 20*time.Second), url, Options{OpenTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	ctx := ctxT(t, 60*time.Second)
+	first, err := src.Next(ctx)
+	if err != nil || !first.Reset {
+		t.Fatalf("first frame reset=%v err=%v, want a reset frame", first.Reset, err)
+	}
+	stop() // the camera goes away; the relay drops its readers
+	rtsptest.PublishTestPattern(t, url, 160, 120, 25)
+	for {
+		f, err := src.Next(ctx)
+		if err != nil {
+			t.Fatalf("no frame after the publisher came back: %v (stats %+v)", err, src.Stats())
+		}
+		if f.Reset {
+			if f.Seq <= first.Seq || src.Stats().Reconnects < 1 {
+				t.Fatalf("reset frame seq %d (first %d), stats %+v", f.Seq, first.Seq, src.Stats())
+			}
+			return
+		}
+	}
+}
+
 func meanLevel(f frame.Frame) float64 {
 	var s int
 	for _, p := range f.Pix {
@@ -401,6 +435,7 @@ func TestUnreachableSourcesFailWithClearErrors(t *testing.T) {
 		{"credentials redacted", "rtsp://admin:hunter2@" + refused + "/x", []string{"rtsp://admin:xxxxx@" + refused + "/x"}, "hunter2", nil},
 		{"silent server", "rtsp://" + silent.Addr().String() + "/x", []string{silent.Addr().String()}, "", nil},
 		{"missing file", missing, []string{missing}, "", fs.ErrNotExist},
+		{"no such webcam", "webcam:63", []string{"webcam:63", "no such camera"}, "", nil},
 		{"corrupt file", corrupt, []string{corrupt, "cannot decode"}, "", nil},
 	}
 	for _, tc := range tests {

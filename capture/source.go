@@ -36,7 +36,7 @@ type Info struct {
 
 // Stats counts what happened to captured frames.
 type Stats struct {
-	Captured   uint64 // frames read from the device
+	Captured   uint64 // frames published (read from the device, after the FPS cap)
 	Dropped    uint64 // frames overwritten before the consumer took them
 	Delivered  uint64 // frames returned by Next
 	Reconnects uint64 // successful re-opens after a live source failed (or a file looped)

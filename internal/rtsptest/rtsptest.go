@@ -171,8 +171,9 @@ func (s *Server) streamResponse(p string) (*base.Response, *gortsplib.ServerStre
 
 // PublishTestPattern runs `ffmpeg -re -f lavfi -i testsrc2` publishing H.264
 // (keyframe every second) to url over TCP until tb ends. It skips the test when
-// ffmpeg is not installed.
-func PublishTestPattern(tb testing.TB, url string, w, h, fps int) {
+// ffmpeg is not installed. stop ends the publisher early (a camera going away);
+// it is safe to call more than once.
+func PublishTestPattern(tb testing.TB, url string, w, h, fps int) (stop func()) {
 	tb.Helper()
 	bin, err := exec.LookPath("ffmpeg")
 	if err != nil {
@@ -190,11 +191,18 @@ func PublishTestPattern(tb testing.TB, url string, w, h, fps int) {
 		cancel()
 		tb.Fatalf("rtsptest: start ffmpeg: %v", err)
 	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			_ = cmd.Wait() // killed on purpose: the exit status says nothing
+		})
+	}
 	tb.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
+		stop()
 		if tb.Failed() && stderr.Len() > 0 {
 			tb.Logf("ffmpeg stderr:\n%s", stderr.String())
 		}
 	})
+	return stop
 }
