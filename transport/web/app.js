@@ -77,7 +77,7 @@ window.danstream = (() => {
       const body = await r.text();
       if (r.status !== 201) throw new Error(`WHEP ${r.status}: ${body.trim()}`);
       const loc = r.headers.get("Location");
-      this.location = loc ? new URL(loc, this.url).toString() : null;
+      this.location = loc ? new URL(loc, new URL(this.url, window.location.href)).toString() : null;
       await pc.setRemoteDescription({ type: "answer", sdp: body });
     }
     async close() {
