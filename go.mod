@@ -1,6 +1,8 @@
 module github.com/danstream/danstream
 
-go 1.24.0
+go 1.26.0
+
+require github.com/yalue/onnxruntime_go v1.27.0
 
 require (
 	github.com/bluenviron/gortsplib/v4 v4.12.3 // indirect
@@ -24,11 +26,11 @@ require (
 	github.com/pion/turn/v5 v5.1.3 // indirect
 	github.com/pion/webrtc/v4 v4.2.26 // indirect
 	github.com/wlynxg/anet v0.0.5 // indirect
-	github.com/yalue/onnxruntime_go v1.27.0
 	gocv.io/x/gocv v0.31.0 // indirect
 	golang.org/x/crypto v0.48.0 // indirect
 	golang.org/x/image v0.23.0 // indirect
 	golang.org/x/net v0.50.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.41.0 // indirect
 	golang.org/x/time v0.14.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect

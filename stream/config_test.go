@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/danstream/danstream/capture"
 )
 
 func TestParseConfigRejectsWrongValuesNamingKeyAndLine(t *testing.T) {
@@ -44,7 +46,7 @@ func TestParseConfigExpandsEnvironmentAndDefaults(t *testing.T) {
 	if cfg.HTTP.Listen != "127.0.0.1:8080" || s.Scale != 4 || s.Provider != "cpu" || !s.CacheEnabled() {
 		t.Errorf("defaults not applied: %+v %+v", cfg.HTTP, s)
 	}
-	if got := redactURL(s.Source); strings.Contains(got, "s3cret") {
+	if got := capture.Redact(s.Source); strings.Contains(got, "s3cret") {
 		t.Errorf("redacted URL still holds the password: %s", got)
 	}
 }

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/danstream/danstream/sr"
+	"github.com/danstream/danstream/stream"
+	"github.com/danstream/danstream/transport"
+)
+
+func init() {
+	commands["serve"] = command{"run the live service (page, WHEP, API)", runServe}
+}
+
+func runServe(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := fs.String("config", "configs/default.yaml", "config file")
+	listen := fs.String("listen", "", "override http.listen (host:port)")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	cfg, err := stream.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.HTTP.Listen = *listen
+	}
+	if err := sr.InitRuntime(cfg.ONNXRuntime.Library); err != nil {
+		return err
+	}
+	mgr, err := stream.NewManager(cfg, slog.Default())
+	if err != nil {
+		return err
+	}
+	defer mgr.Close()
+
+	srv := transport.NewServer(mgr, transport.ServerOptions{LoopbackOnly: isLoopback(cfg.HTTP.Listen)})
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return mgr.Run(ctx) })
+	g.Go(func() error { return srv.Run(ctx, cfg.HTTP.Listen) })
+	slog.Info("serving", "url", "http://"+cfg.HTTP.Listen, "streams", len(cfg.Streams))
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	slog.Info("stopped")
+	return nil
+}
+
+// isLoopback reports a listen address that only this machine can reach; then
+// WebRTC offers only loopback ICE candidates too.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
