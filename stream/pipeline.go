@@ -255,4 +255,3 @@ func (r *rateMeter) tick(now time.Time) float64 {
 	}
 	return float64(len(r.times)-1) / span
 }
-
