@@ -110,6 +110,7 @@ type scene struct {
 	w, h   int
 	seed   uint64
 	bg     []byte
+	noise  []int8
 	movers []mover
 }
 
@@ -125,14 +126,16 @@ type mover struct {
 func newScene(w, h int, seed int64) *scene {
 	s := &scene{w: w, h: h, seed: uint64(seed)}
 	s.bg = renderBackground(w, h, s.seed)
+	s.noise = makeNoise(len(s.bg), s.seed^0x9015e)
 	r := newRNG(s.seed ^ 0x5eed)
 	pick := func(lo, hi float64) float64 { return lo + (hi-lo)*r.float() }
 	s.movers = []mover{
 		{y0: 0.64, y1: 0.76, length: 0.20, speed: pick(0.18, 0.28), phase: pick(0, 1), body: [3]byte{40, 40, 190}},
 		{y0: 0.78, y1: 0.91, length: 0.24, speed: -pick(0.12, 0.2), phase: pick(0, 1), body: [3]byte{170, 120, 30}},
-		{y0: 0.66, y1: 0.75, length: 0.14, speed: pick(0.3, 0.4), phase: pick(0, 1), body: [3]byte{220, 220, 225}},
+		{y0: 0.66, y1: 0.75, length: 0.14, body: [3]byte{220, 220, 225}}, // follows car 0 at a distance
 		{y0: 0.47, y1: 0.62, length: 0.025, speed: pick(0.04, 0.07), phase: pick(0, 1), body: [3]byte{60, 140, 60}, kind: 1},
 	}
+	s.movers[2].speed, s.movers[2].phase = s.movers[0].speed, s.movers[0].phase+0.6
 	return s
 }
 
@@ -143,7 +146,8 @@ func (s *scene) render(seq uint64, t float64) []byte {
 	for _, m := range s.movers {
 		s.drawMover(pix, m, t)
 	}
-	addNoise(pix, s.seed^(seq*0x9e3779b97f4a7c15))
+	// An odd multiplier keeps consecutive frames' windows far apart.
+	addNoise(pix, s.noise, int(newRNG(s.seed^seq*0x9e3779b97f4a7c15).next()%noiseSpan))
 	return pix
 }
 
@@ -249,7 +253,7 @@ func renderBackground(w, h int, seed uint64) []byte {
 	// shop sign with small text: the sharpest detail in the scene
 	sx0, sy0 := bx0+4, by0+3
 	rect(sx0, sy0, min(bx1-4, sx0+150), sy0+15, color.RGBA{20, 30, 70, 255})
-	drawText(img, sx0+3, sy0+12, "DANSTREAM CAM 01", color.RGBA{250, 250, 240, 255})
+	drawText(img, image.Rect(sx0, sy0, min(bx1-4, sx0+150), sy0+15), 3, 12, "DANSTREAM CAM 01", color.RGBA{250, 250, 240, 255})
 	// right building: horizontal siding stripes, a sign and a fence
 	rx0, ry0, rx1, ry1 := fx(0.64), fy(0.16), fx(0.97), fy(0.55)
 	rect(rx0, ry0, rx1, ry1, color.RGBA{200, 200, 190, 255})
@@ -257,7 +261,7 @@ func renderBackground(w, h int, seed uint64) []byte {
 		rect(rx0, y, rx1, y+1, color.RGBA{140, 140, 135, 255})
 	}
 	rect(rx0+3, ry0+4, rx1-3, ry0+18, color.RGBA{180, 20, 20, 255})
-	drawText(img, rx0+5, ry0+15, "NO PARKING 24/7", color.RGBA{255, 255, 255, 255})
+	drawText(img, image.Rect(rx0+3, ry0+4, rx1-3, ry0+18), 3, 11, "NO PARKING", color.RGBA{255, 255, 255, 255})
 	for x := rx0; x < rx1; x += 3 { // fence bars
 		rect(x, fy(0.46), x+1, ry1, color.RGBA{30, 30, 30, 255})
 	}
@@ -297,28 +301,45 @@ func renderBackground(w, h int, seed uint64) []byte {
 	return bgr
 }
 
-func drawText(img *image.RGBA, x, y int, s string, c color.RGBA) {
-	d := font.Drawer{Dst: img, Src: &image.Uniform{c}, Face: basicfont.Face7x13, Dot: fixed.P(x, y)}
+// drawText writes s inside box (clipped to it), baseline at box.Min+(dx,dy).
+func drawText(img *image.RGBA, box image.Rectangle, dx, dy int, s string, c color.RGBA) {
+	dst, ok := img.SubImage(box).(*image.RGBA)
+	if !ok || dst.Rect.Empty() {
+		return
+	}
+	d := font.Drawer{Dst: dst, Src: &image.Uniform{c}, Face: basicfont.Face7x13, Dot: fixed.P(box.Min.X+dx, box.Min.Y+dy)}
 	d.DrawString(s)
 }
 
-// addNoise adds zero-mean triangular noise in [-7,7] (sd ~2.9) to every byte,
-// like a small sensor's read noise; 10 samples per 64-bit draw keep it cheap.
-func addNoise(pix []byte, seed uint64) {
+// noiseSpan is how far a frame's window into the noise table may shift.
+const noiseSpan = 1 << 16
+
+// makeNoise draws zero-mean triangular noise in [-7,7] (sd ~2.9), like a small
+// sensor's read noise, once per scene; frames take windows of it at offsets
+// chosen per Seq, so per-frame cost is an add, not a random draw per byte.
+func makeNoise(n int, seed uint64) []int8 {
 	r := newRNG(seed)
+	out := make([]int8, n+noiseSpan)
 	var bits uint64
-	n := 0
-	for i, p := range pix {
-		if n == 0 {
-			bits, n = r.next(), 10
+	k := 0
+	for i := range out {
+		if k == 0 {
+			bits, k = r.next(), 10
 		}
-		d := int(bits&7) + int(bits>>3&7) - 7
+		out[i] = int8(int(bits&7) + int(bits>>3&7) - 7)
 		bits >>= 6
-		n--
-		v := int(p) + d
-		if v < 0 {
-			v = 0
-		} else if v > 255 {
+		k--
+	}
+	return out
+}
+
+// addNoise adds noise[off:] to pix with saturation.
+func addNoise(pix []byte, noise []int8, off int) {
+	noise = noise[off : off+len(pix)]
+	for i, p := range pix {
+		v := int16(p) + int16(noise[i])
+		v &^= v >> 15 // negative -> 0
+		if v > 255 {
 			v = 255
 		}
 		pix[i] = byte(v)
