@@ -111,7 +111,8 @@ func (l *loop) Info() Info                                    { return l.info }
 func (l *loop) Stats() Stats                                  { return l.box.snapshot() }
 
 // Close stops the capture goroutine and waits for it, so every C resource it
-// held (capture handle, Mats) is freed when Close returns.
+// held (capture handle, Mats) is freed when Close returns. A read blocked in a
+// stalled network stream ends within the read timeout (Options.OpenTimeout).
 func (l *loop) Close() error {
 	l.once.Do(func() {
 		l.cancel()
