@@ -1,0 +1,35 @@
+"""Checkpoint files: {"model_cfg", "lora", "state", ...} written by train.py."""
+import os
+
+import torch
+
+from .lora import apply_lora
+from .model import build_model, load_state_strict
+
+
+def read_checkpoint(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} not found")
+    try:
+        ck = torch.load(path, map_location="cpu")
+    except Exception as e:  # truncated / not a torch file
+        raise ValueError(f"checkpoint {path!r} is corrupt or not a PyTorch file: {e}") from e
+    if not isinstance(ck, dict) or "state" not in ck or "model_cfg" not in ck:
+        raise ValueError(f"checkpoint {path!r} is not a danstream DAN checkpoint "
+                         "(needs 'model_cfg' and 'state'; train it with sr.dan.train)")
+    return ck
+
+
+def load_model(path: str, expect_scale: int = None):
+    """Rebuild the network a checkpoint was trained as (LoRA included) and load it
+    strictly. expect_scale: raise if the checkpoint's scale differs."""
+    ck = read_checkpoint(path)
+    cfg = ck["model_cfg"]
+    if expect_scale is not None and int(cfg.get("scale", 0)) != int(expect_scale):
+        raise ValueError(f"checkpoint {path!r} is a x{cfg.get('scale')} model, x{expect_scale} was asked for")
+    model = build_model(cfg)
+    lora = ck.get("lora")
+    if lora:
+        apply_lora(model, lora["layers"], lora["rank"])
+    load_state_strict(model, ck["state"], source=f"checkpoint {path!r}")
+    return model, ck
