@@ -1,0 +1,189 @@
+"""Training data: synthetic pairs from natural photos, and real City100 pairs.
+
+Synthetic degradation (pre-training): optional Gaussian blur of the HR, anti-aliased
+bicubic down-scaling (PIL BICUBIC, the kernel the Set5/Set14/BSD100 x4 LR images were made
+with; OpenCV's INTER_CUBIC does not anti-alias and trains for the wrong LR), Gaussian noise
+and JPEG compression, each with a probability from the options.
+
+City100 (adaptation): LR image resized by 1/scale with INTER_AREA, compared with HR
+(the protocol of ../shared/data/README.md). Only the fixed TRAIN split is ever read here.
+"""
+import glob
+import os
+import random
+
+import cv2
+import numpy as np
+import torch
+
+try:
+    from PIL import Image
+except ImportError:  # PIL is optional: fall back to OpenCV's anti-aliasing INTER_AREA
+    Image = None
+
+DATA_ROOT = os.environ.get("DANSTREAM_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
+CITY100_EVAL = {1, 16, 48, 60, 98} | set(range(81, 101))
+
+
+def data_root() -> str:
+    return os.path.abspath(DATA_ROOT)
+
+
+def photo_paths(max_side=2600):
+    """Debian-packaged natural photos (opencv-doc examples, Plasma wallpapers): one
+    wallpaper size per theme (the largest up to max_side) to keep memory modest."""
+    paths = []
+    d = "/usr/share/doc/opencv-doc/examples/data"
+    for p in sorted(glob.glob(os.path.join(d, "*.jpg")) + glob.glob(os.path.join(d, "*.png"))):
+        paths.append(p)
+    for theme in sorted(glob.glob("/usr/share/wallpapers/*/contents/images")):
+        best, best_w = None, 0
+        for p in glob.glob(os.path.join(theme, "*")):
+            try:
+                w, h = (int(v) for v in os.path.splitext(os.path.basename(p))[0].split("x"))
+            except ValueError:
+                continue
+            if max(w, h) <= max_side and w * h > best_w:
+                best, best_w = p, w * h
+        if best is None:
+            cands = sorted(glob.glob(os.path.join(theme, "*")))
+            best = cands[0] if cands else None
+        if best:
+            paths.append(best)
+    return paths
+
+
+def read_rgb(path: str) -> np.ndarray:
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"cannot read image {path!r} (missing, corrupt or not an image)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def resize_down(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Anti-aliased bicubic down-scaling (PIL BICUBIC) of a uint8 RGB image."""
+    if Image is not None:
+        return np.asarray(Image.fromarray(img).resize((w, h), Image.BICUBIC))
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _gauss_blur(img, sigma):
+    k = int(2 * round(3 * sigma) + 1)
+    return cv2.GaussianBlur(img, (k, k), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def degrade(hr: np.ndarray, scale: int, opt: dict, rng: random.Random) -> np.ndarray:
+    """HR uint8 RGB (size divisible by scale) -> LR uint8 RGB."""
+    img = hr
+    if rng.random() < opt.get("p_blur", 0.0):
+        lo, hi = opt.get("blur_sigma", [0.2, 1.5])
+        img = _gauss_blur(img, rng.uniform(lo, hi))
+    h, w = img.shape[:2]
+    lr = resize_down(img, w // scale, h // scale)
+    if rng.random() < opt.get("p_noise", 0.0):
+        lo, hi = opt.get("noise_sigma", [1.0, 8.0])
+        sig = rng.uniform(lo, hi)
+        n = np.random.default_rng(rng.getrandbits(32)).normal(0, sig, lr.shape)
+        lr = np.clip(lr.astype(np.float32) + n, 0, 255).astype(np.uint8)
+    if rng.random() < opt.get("p_jpeg", 0.0):
+        lo, hi = opt.get("jpeg_quality", [50, 95])
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(lr, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, rng.randint(lo, hi)])
+        lr = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return lr
+
+
+def _augment(lr, hr, rng):
+    if rng.random() < 0.5:
+        lr, hr = lr[:, ::-1], hr[:, ::-1]
+    if rng.random() < 0.5:
+        lr, hr = lr[::-1], hr[::-1]
+    if rng.random() < 0.5:
+        lr, hr = lr.transpose(1, 0, 2), hr.transpose(1, 0, 2)
+    return lr, hr
+
+
+def to_tensor(batch):
+    a = np.ascontiguousarray(np.stack(batch)).astype(np.float32) / 255.0
+    return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
+
+
+class SyntheticPatches:
+    """Random HR crops of Debian photos, degraded on the fly."""
+
+    def __init__(self, scale, tile, degradation: dict, seed=0, paths=None, rescale=(0.5, 1.0)):
+        self.scale, self.tile, self.opt = scale, tile, degradation
+        self.rng = random.Random(seed)
+        self.rescale = rescale
+        self.images = []
+        for p in (paths or photo_paths()):
+            img = read_rgb(p)
+            if min(img.shape[:2]) >= tile * scale:
+                self.images.append(img)
+        if not self.images:
+            raise RuntimeError("no training photos found (install opencv-doc and plasma-workspace-wallpapers)")
+        # Bigger photos hold more distinct patches: sample proportionally to area.
+        self.weights = [i.shape[0] * i.shape[1] for i in self.images]
+
+    def sample(self):
+        rng = self.rng
+        img = rng.choices(self.images, weights=self.weights)[0]
+        hs = self.tile * self.scale
+        # Crop a window, then shrink it by a random factor (scale diversity, less noise).
+        f = rng.uniform(*self.rescale)
+        cs = min(int(round(hs / f)), min(img.shape[:2]))
+        y = rng.randrange(0, img.shape[0] - cs + 1)
+        x = rng.randrange(0, img.shape[1] - cs + 1)
+        crop = img[y:y + cs, x:x + cs]
+        hr = crop if cs == hs else resize_down(np.ascontiguousarray(crop), hs, hs)
+        lr = degrade(np.ascontiguousarray(hr), self.scale, self.opt, rng)
+        return _augment(lr, hr, rng)
+
+    def batch(self, n):
+        pairs = [self.sample() for _ in range(n)]
+        return to_tensor([p[0] for p in pairs]), to_tensor([p[1] for p in pairs])
+
+
+def city100_ids(split: str):
+    if split == "train":
+        return [i for i in range(1, 101) if i not in CITY100_EVAL]
+    if split == "eval":
+        return sorted(CITY100_EVAL)
+    raise ValueError(f"unknown City100 split {split!r} (train or eval)")
+
+
+def city100_pair(i: int, scale: int, root=None):
+    """(LR uint8 RGB at 1/scale by INTER_AREA, HR uint8 RGB) for pair i."""
+    root = os.path.join(root or data_root(), "city100_iphonex")
+    hr = read_rgb(os.path.join(root, "HR", f"{i:03d}H.PNG"))
+    lr_full = read_rgb(os.path.join(root, "LR", f"{i:03d}L.PNG"))
+    h, w = hr.shape[:2]
+    h, w = h - h % scale, w - w % scale
+    hr, lr_full = hr[:h, :w], lr_full[:h, :w]
+    lr = cv2.resize(lr_full, (w // scale, h // scale), interpolation=cv2.INTER_AREA)
+    return lr, hr
+
+
+class City100Patches:
+    """Random aligned crops of the City100 iPhoneX TRAIN split (never the EVAL split)."""
+
+    def __init__(self, scale, tile, seed=0, root=None, split="train"):
+        if split != "train":
+            raise ValueError("training reads the City100 TRAIN split only")
+        self.scale, self.tile = scale, tile
+        self.rng = random.Random(seed)
+        r = os.path.join(root or data_root(), "city100_iphonex")
+        if not os.path.isdir(r):
+            raise FileNotFoundError(f"City100 data not found at {r} (set DANSTREAM_DATA)")
+        self.pairs = [city100_pair(i, scale, root) for i in city100_ids("train")]
+
+    def sample(self):
+        lr, hr = self.rng.choice(self.pairs)
+        t, s = self.tile, self.scale
+        y = self.rng.randrange(0, lr.shape[0] - t + 1)
+        x = self.rng.randrange(0, lr.shape[1] - t + 1)
+        return _augment(lr[y:y + t, x:x + t], hr[y * s:(y + t) * s, x * s:(x + t) * s], self.rng)
+
+    def batch(self, n):
+        pairs = [self.sample() for _ in range(n)]
+        return to_tensor([p[0] for p in pairs]), to_tensor([p[1] for p in pairs])

@@ -1,0 +1,190 @@
+"""Train DAN-lite: one command, options from a YAML file.
+
+  /usr/bin/python3 -m sr.dan.train sr/dan/options/x4_pretrain.yml [--resume] [--budget-min M]
+
+Modes (options "mode"):
+  pretrain  synthetic pairs from Debian photos (data.kind: synthetic)
+  adapt     DAN adaptation of a pre-trained checkpoint (options "init") on real pairs:
+            LoRA on the frozen layers, selective update (freeze/unfreeze regexes)
+  scratch   same network, random init, trained on the same real pairs (ablation)
+Loss: L1(image) + freq_weight * L1(orthonormal FFT, re/im) on the final (frequency-branch)
+output, + spatial_weight * L1 on the spatial output. Adam, cosine learning rate over the
+wall-time budget (or max_iters, whichever ends first). Checkpoints at <out>/last.pth
+(resume with --resume; the elapsed time carries over).
+"""
+import argparse
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import yaml
+
+from .checkpoint import read_checkpoint
+from .lora import apply_lora, count_params, set_trainable
+from .model import build_model, load_state_strict
+from . import data as D
+
+
+def fmt_t(s):
+    s = int(max(s, 0))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def freq_l1(a, b):
+    fa = torch.fft.fft2(a, norm="ortho")
+    fb = torch.fft.fft2(b, norm="ortho")
+    return (fa.real - fb.real).abs().mean() + (fa.imag - fb.imag).abs().mean()
+
+
+def load_options(path):
+    with open(path) as f:
+        opt = yaml.safe_load(f)
+    if not isinstance(opt, dict):
+        raise ValueError(f"options file {path!r} is not a YAML mapping")
+    for k in ("name", "mode", "model", "data", "train"):
+        if k not in opt:
+            raise ValueError(f"options file {path!r} lacks {k!r}")
+    if opt["mode"] not in ("pretrain", "adapt", "scratch"):
+        raise ValueError(f"options {path!r}: mode must be pretrain, adapt or scratch, got {opt['mode']!r}")
+    return opt
+
+
+def make_data(opt, scale, tile, seed):
+    d = opt["data"]
+    if d["kind"] == "synthetic":
+        return D.SyntheticPatches(scale, tile, d.get("degradation", {}), seed=seed,
+                                  rescale=tuple(d.get("rescale", [0.5, 1.0])))
+    if d["kind"] == "city100":
+        return D.City100Patches(scale, tile, seed=seed)
+    raise ValueError(f"unknown data.kind {d['kind']!r} (synthetic or city100)")
+
+
+def build(opt):
+    """Model (+ LoRA, trainable set) from options; for adapt, start from opt['init']."""
+    mcfg = dict(opt["model"])
+    lora = None
+    if opt["mode"] == "adapt":
+        if not opt.get("init"):
+            raise ValueError("adapt mode needs 'init': a pre-trained checkpoint")
+        ck = read_checkpoint(opt["init"])
+        if ck.get("lora"):
+            raise ValueError(f"init checkpoint {opt['init']!r} already has LoRA layers; merge or use a pre-trained one")
+        for k, v in mcfg.items():
+            if k in ck["model_cfg"] and ck["model_cfg"][k] != v:
+                raise ValueError(f"init checkpoint {opt['init']!r} has {k}={ck['model_cfg'][k]}, options say {v}")
+        mcfg = dict(ck["model_cfg"])
+        model = build_model(mcfg)
+        load_state_strict(model, ck["state"], source=f"init checkpoint {opt['init']!r}")
+    else:
+        model = build_model(mcfg)
+    lcfg = opt.get("lora")
+    if lcfg and lcfg.get("layers"):
+        apply_lora(model, lcfg["layers"], int(lcfg.get("rank", 4)))
+        lora = {"layers": list(lcfg["layers"]), "rank": int(lcfg.get("rank", 4))}
+    n_train = set_trainable(model, opt.get("freeze", []), opt.get("unfreeze", []))
+    return model, mcfg, lora, n_train
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("options")
+    ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
+    ap.add_argument("--budget-min", type=float, help="override train.budget_min")
+    ap.add_argument("--out", help="override the output folder")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(os.cpu_count())
+    try:
+        opt = load_options(a.options)
+        t = opt["train"]
+        if a.budget_min is not None:
+            t["budget_min"] = a.budget_min
+        out = a.out or opt.get("out") or os.path.join("sr", "dan", "runs", opt["name"])
+        os.makedirs(out, exist_ok=True)
+        seed = int(t.get("seed", 0))
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
+        model, mcfg, lora, n_train = build(opt)
+        scale, tile = mcfg["scale"], mcfg["tile"]
+        params = [p for p in model.parameters() if p.requires_grad]
+        optim = torch.optim.Adam(params, lr=float(t.get("lr", 1e-3)), betas=(0.9, 0.99))
+        it, elapsed0 = 0, 0.0
+        last = os.path.join(out, "last.pth")
+        if a.resume:
+            ck = read_checkpoint(last)
+            load_state_strict(model, ck["state"], source=f"checkpoint {last!r}")
+            optim.load_state_dict(ck["optim"])
+            it, elapsed0 = ck["iter"], ck["elapsed"]
+            print(f"resumed {last} at iter {it}, {fmt_t(elapsed0)} done", flush=True)
+        ds = make_data(opt, scale, tile, seed + it)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
+        print(f"train: error: {e}", file=sys.stderr)
+        return 2
+
+    total = count_params(model)
+    print(f"[{opt['name']}] mode={opt['mode']} params={total} trainable={n_train} "
+          f"({100.0 * n_train / total:.1f}%) lora={lora} macs/LRpx={model.macs_per_lr_pixel()}", flush=True)
+    budget = float(t.get("budget_min", 10)) * 60
+    max_iters = int(t.get("max_iters", 10 ** 7))
+    lr0, lr_min = float(t.get("lr", 1e-3)), float(t.get("lr_min", 1e-5))
+    warm = int(t.get("warmup", 50))
+    bs = int(t.get("batch", 8))
+    fw, sw = float(t.get("freq_weight", 1.0)), float(t.get("spatial_weight", 0.0))
+    pe, ce = int(t.get("print_every", 25)), int(t.get("ckpt_every", 250))
+
+    def save(path):
+        torch.save({"model_cfg": mcfg, "lora": lora, "state": model.state_dict(), "optim": optim.state_dict(),
+                    "iter": it, "elapsed": elapsed, "options": opt, "trainable": n_train}, path + ".tmp")
+        os.replace(path + ".tmp", path)
+
+    model.train()
+    start = time.time()
+    elapsed = elapsed0
+    run_loss, run_n = 0.0, 0
+    tick = start
+    while True:
+        elapsed = elapsed0 + time.time() - start
+        prog = max(it / max_iters, elapsed / budget)
+        if prog >= 1.0:
+            break
+        lr = lr0 * min(1.0, (it + 1) / warm) if it < warm else lr_min + 0.5 * (lr0 - lr_min) * (1 + math.cos(math.pi * prog))
+        for g in optim.param_groups:
+            g["lr"] = lr
+        lr_t, hr_t = ds.batch(bs)
+        sp, fo = model(lr_t)
+        loss = (fo - hr_t).abs().mean()
+        if fw:
+            loss = loss + fw * freq_l1(fo, hr_t)
+        if sw:
+            loss = loss + sw * (sp - hr_t).abs().mean()
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        it += 1
+        run_loss += loss.item()
+        run_n += 1
+        if it % pe == 0:
+            el = elapsed0 + time.time() - start
+            rate = run_n / max(time.time() - tick, 1e-6)
+            eta = max(budget - el, 0.0)
+            if max_iters < 10 ** 7 and rate > 0:
+                eta = min(eta, (max_iters - it) / rate)
+            print(f"[{opt['name']}] it {it} loss {run_loss / run_n:.5f} lr {lr:.2e} {rate:.2f} it/s "
+                  f"elapsed {fmt_t(el)} ETA {fmt_t(eta)}", flush=True)
+            run_loss, run_n = 0.0, 0
+            tick = time.time()
+        if it % ce == 0:
+            save(last)
+    save(last)
+    final = os.path.join(out, "final.pth")
+    save(final)
+    print(f"[{opt['name']}] done: {it} iters in {fmt_t(elapsed)} -> {final}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
