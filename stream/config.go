@@ -18,6 +18,7 @@ import (
 // Config is the whole service configuration (configs/*.yaml).
 type Config struct {
 	HTTP        HTTPConfig              `yaml:"http"`
+	RTSP        RTSPConfig              `yaml:"rtsp"`
 	ONNXRuntime ORTConfig               `yaml:"onnxruntime"`
 	Streams     map[string]StreamConfig `yaml:"streams"`
 }
@@ -25,6 +26,12 @@ type Config struct {
 // HTTPConfig is where the page, the API and WHEP listen.
 type HTTPConfig struct {
 	Listen string `yaml:"listen"`
+}
+
+// RTSPConfig is the RTSP relay: rtsp://HOST:PORT/{name} and /{name}/original, H.264.
+type RTSPConfig struct {
+	Listen   string `yaml:"listen"`   // default 127.0.0.1:8554
+	Disabled bool   `yaml:"disabled"` // turn the relay off
 }
 
 // ORTConfig locates the ONNX Runtime shared library; empty means search the usual places.
@@ -109,6 +116,9 @@ func (c *Config) applyDefaults() {
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:8080"
 	}
+	if c.RTSP.Listen == "" {
+		c.RTSP.Listen = "127.0.0.1:8554"
+	}
 	for name, s := range c.Streams {
 		if s.Provider == "" {
 			s.Provider = "cpu"
@@ -139,6 +149,9 @@ func (c *Config) validate(line func(path ...string) int) error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 		bad([]string{"http", "listen"}, "want host:port, got %q", c.HTTP.Listen)
+	}
+	if _, _, err := net.SplitHostPort(c.RTSP.Listen); err != nil {
+		bad([]string{"rtsp", "listen"}, "want host:port, got %q", c.RTSP.Listen)
 	}
 	if len(c.Streams) == 0 {
 		bad([]string{"streams"}, "no streams configured")

@@ -13,6 +13,7 @@ import (
 	"github.com/danstream/danstream/sr"
 	"github.com/danstream/danstream/stream"
 	"github.com/danstream/danstream/transport"
+	"github.com/danstream/danstream/transport/rtsp"
 )
 
 func init() {
@@ -23,6 +24,7 @@ func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", "configs/default.yaml", "config file")
 	listen := fs.String("listen", "", "override http.listen (host:port)")
+	rtspListen := fs.String("rtsp-listen", "", "override rtsp.listen (host:port)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -32,6 +34,9 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	if *listen != "" {
 		cfg.HTTP.Listen = *listen
+	}
+	if *rtspListen != "" {
+		cfg.RTSP.Listen = *rtspListen
 	}
 	if err := sr.InitRuntime(cfg.ONNXRuntime.Library); err != nil {
 		return err
@@ -46,6 +51,10 @@ func runServe(ctx context.Context, args []string) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(ctx) })
 	g.Go(func() error { return srv.Run(ctx, cfg.HTTP.Listen) })
+	if !cfg.RTSP.Disabled {
+		relay := rtsp.New(mgr, cfg.RTSP.Listen, slog.Default())
+		g.Go(func() error { return relay.Run(ctx) })
+	}
 	slog.Info("serving", "url", "http://"+cfg.HTTP.Listen, "streams", len(cfg.Streams))
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
