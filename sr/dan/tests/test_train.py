@@ -1,0 +1,47 @@
+import os
+
+import pytest
+import yaml
+
+from sr.dan import train
+from sr.dan.checkpoint import load_model
+from sr.dan.export import export_model
+
+TINY = {"arch": "danlite", "scale": 2, "tile": 16, "feat": 8, "groups": 2, "convs_per_group": 1,
+        "gb_feat": 4, "proj": 2, "last_kernel": 3}
+
+
+def _opts(tmp_path, name, **kw):
+    o = {"name": name, "mode": "pretrain", "model": TINY,
+         "data": {"kind": "synthetic", "degradation": {"p_blur": 0.5, "p_noise": 0.5, "p_jpeg": 0.5}},
+         "train": {"batch": 2, "max_iters": 3, "budget_min": 5, "print_every": 1, "ckpt_every": 2, "lr": 1e-3}}
+    o.update(kw)
+    p = tmp_path / f"{name}.yml"
+    p.write_text(yaml.safe_dump(o))
+    return str(p)
+
+
+def test_pretrain_resume_adapt_export(tmp_path, capsys):
+    out = str(tmp_path / "pre")
+    assert train.main([_opts(tmp_path, "pre"), "--out", out]) == 0
+    log = capsys.readouterr().out
+    assert "loss" in log and "ETA" in log
+    assert train.main([_opts(tmp_path, "pre", train={"batch": 2, "max_iters": 4, "budget_min": 5}),
+                       "--out", out, "--resume"]) == 0
+    assert "resumed" in capsys.readouterr().out
+    ad = _opts(tmp_path, "ad", mode="adapt", init=os.path.join(out, "final.pth"), model={"arch": "danlite", "scale": 2},
+               lora={"rank": 2, "layers": [r"^body\.0\.0$"]}, freeze=[r"^conv_first\.", r"^body\.0\."],
+               unfreeze=["lora_"])
+    assert train.main([ad, "--out", str(tmp_path / "ad")]) == 0
+    model, ck = load_model(str(tmp_path / "ad" / "final.pth"), expect_scale=2)
+    assert ck["lora"]["rank"] == 2 and 0 < ck["trainable"] < sum(p.numel() for p in model.parameters())
+    export_model(model, str(tmp_path / "ad.onnx"), "t")
+
+
+def test_bad_options_are_clear_errors(tmp_path, capsys):
+    assert train.main([_opts(tmp_path, "x", mode="fly")]) == 2
+    assert "mode must be" in capsys.readouterr().err
+    assert train.main([_opts(tmp_path, "y", mode="adapt")]) == 2
+    assert "needs 'init'" in capsys.readouterr().err
+    assert train.main([_opts(tmp_path, "z", model=dict(TINY, scale=5))]) == 2
+    assert "scale" in capsys.readouterr().err
