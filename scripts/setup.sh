@@ -10,7 +10,7 @@ ORT_DIR="third_party/onnxruntime"
 GO_MIN="1.24"
 
 want=(ca-certificates curl git gcc g++ pkg-config libopencv-dev libvpx-dev libx264-dev ffmpeg npm
-      python3 python3-numpy python3-opencv python3-yaml python3-torch opencv-doc)
+      python3 python3-numpy python3-opencv python3-yaml python3-torch python3-onnx python3-pil opencv-doc)
 if [[ "${1:-}" == "--test" ]]; then
   want+=(chromium python3-pytest plasma-workspace-wallpapers)
 fi
