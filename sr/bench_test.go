@@ -32,7 +32,7 @@ func BenchmarkTileBlend(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				for t := 0; t < nt; t++ {
-					g.fillTile(in, f.Pix, t%len(g.xs), t/len(g.xs))
+					g.fillTile(in, f.Pix, g.xs[t%len(g.xs)], g.ys[t/len(g.xs)])
 				}
 				g.blend(out, hr, nil, acc)
 			}
@@ -40,20 +40,19 @@ func BenchmarkTileBlend(b *testing.B) {
 	}
 }
 
-// BenchmarkChangeDetection measures deciding which tiles changed: block means
-// of the LR frame and the per-tile comparison with the cached references.
+// BenchmarkChangeDetection measures deciding what to re-infer: block means of
+// the LR frame, comparison with the cached references, tile placement.
 func BenchmarkChangeDetection(b *testing.B) {
 	g := newGrid(benchW, benchH, 64, 8, 2)
 	c := tileCache{on: true, opts: CacheOptions{}.withDefaults()}
-	mark := make([]bool, g.numTiles())
 	f := noisy(texture(benchW, benchH, 1), 2, 1)
-	c.plan(g, f.Pix, false, mark)
-	c.commit(g, mark)
+	c.plan(g, f.Pix, false)
+	c.commitFull()
 	f2 := noisy(paint(f, 100, 100, 30, 60, 200), 2, 2)
 	b.SetBytes(int64(len(f.Pix)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c.plan(g, f2.Pix, false, mark)
+		c.plan(g, f2.Pix, false)
 	}
 }
 

@@ -1,66 +1,85 @@
 package sr
 
-import "math"
-
 // CacheOptions tunes the temporal tile cache (ModelOptions.Cache switches it
-// on): a tile whose LR input has not changed since its cached HR output was
-// made is not run again. Zero values pick the defaults.
+// on). Zero values pick the defaults.
+//
+// How the cache works: the blended HR output of earlier frames is kept. Each
+// LR frame is cut into 4x4 blocks whose mean luma is compared with the mean the
+// block had when its HR pixels were last produced. Changed blocks are covered
+// by as few model tiles as possible, placed freely (not on the fixed grid), so
+// each changed block lies where the new tile's blend weight is one; those
+// tiles run and are feathered into the kept output. Blocks whose input did not
+// change keep their HR pixels.
 type CacheOptions struct {
 	// Threshold is the change of a 4x4 block's mean luma (0..255 levels) above
-	// which the tile holding it counts as changed. Block means average sensor
-	// noise down (sigma/4 per frame), so noise alone stays far below it.
-	Threshold float64 // default 6
-	// MeanThreshold catches changes spread thinly over a tile (lighting): the
-	// mean over its blocks of the absolute change.
-	MeanThreshold float64 // default 1.5
-	// RefreshFrames bounds how long a cached tile lives: every tile is run at
-	// least once per this many frames (a few per frame, round robin, so the
-	// cost is spread instead of spiking).
+	// which the block counts as changed. Block means average sensor noise down
+	// (sigma/4 per frame), so noise alone stays far below it.
+	Threshold float64 // default 5
+	// TextureThreshold is the mean absolute per-pixel luma change within a
+	// block above which it counts as changed even if its mean did not move
+	// (texture shifting, thin edges). Its noise floor is about 1.1 sigma of
+	// the sensor's luma noise.
+	TextureThreshold float64 // default 8
+	// RefreshFrames bounds how long cached pixels live: every part of the
+	// frame is re-inferred at least once per this many frames (a few tiles per
+	// frame, round robin, so the cost is spread instead of spiking).
 	RefreshFrames int // default 60
-	// SceneCut is the fraction of changed tiles that counts as a scene change,
-	// on which every tile is run.
-	SceneCut float64 // default 0.7
+	// SceneCut is the fraction of changed blocks that counts as a scene change,
+	// on which the whole frame runs on the fixed grid.
+	SceneCut float64 // default 0.5
 }
 
 func (o CacheOptions) withDefaults() CacheOptions {
 	if o.Threshold <= 0 {
-		o.Threshold = 6
+		o.Threshold = 5
 	}
-	if o.MeanThreshold <= 0 {
-		o.MeanThreshold = 1.5
+	if o.TextureThreshold <= 0 {
+		o.TextureThreshold = 8
 	}
 	if o.RefreshFrames <= 0 {
 		o.RefreshFrames = 60
 	}
 	if o.SceneCut <= 0 || o.SceneCut > 1 {
-		o.SceneCut = 0.7
+		o.SceneCut = 0.5
 	}
 	return o
 }
 
-// tileCache remembers, per tile, the block means of the LR input its cached HR
-// output came from. Comparing with that reference (not with the previous
-// frame) keeps slow drifts from creeping past the threshold unseen.
+// tileCache holds, per block, the mean luma of the LR input its HR pixels came
+// from. Comparing with that reference (not with the previous frame) keeps slow
+// drifts from creeping past the threshold unseen.
 type tileCache struct {
-	on    bool
-	opts  CacheOptions
-	valid bool        // refs describe the cached HR tiles
-	ref   [][]float32 // per tile: block means it was inferred from
-	bm    []float32   // this frame's block means (nby x nbx)
-	sums  []uint32
-	rr    int // next tile for the round-robin refresh
+	on      bool
+	opts    CacheOptions
+	valid   bool      // ref describes the kept HR output
+	ref     []float32 // per block: mean luma its HR pixels were made from
+	bm      []float32 // this frame's block means (nby x nbx)
+	sums    []uint32
+	changed []bool    // per block, this frame
+	score   []float32 // per block: change measure / threshold
+	luma    []byte    // this frame's luma
+	refLuma []byte    // per pixel: luma its HR pixels were made from
+	covered []bool
+	rr      int     // next refresh tile
+	credit  float64 // refresh tiles owed (fractional)
 }
 
-// blockMeans computes the mean luma (BT.601 weights, 0..255) of every
-// blockSize x blockSize block of a packed BGR frame into dst (len nbx*nby).
-func blockMeans(dst []float32, sums []uint32, pix []byte, W, H, nbx int) {
+// placed is a tile to run at a free canvas position (LR coordinates).
+type placed struct{ x, y int }
+
+// blockMeans computes the BT.601 luma (0..255) of a packed BGR frame into
+// luma and the mean luma of every blockSize x blockSize block into dst (len nbx*nby).
+func blockMeans(dst []float32, sums []uint32, luma, pix []byte, W, H, nbx int) {
 	clear(sums)
 	for y := 0; y < H; y++ {
 		row := pix[y*W*3 : (y+1)*W*3]
+		l := luma[y*W : (y+1)*W]
 		s := sums[(y/blockSize)*nbx:]
-		for x := 0; x < W; x++ {
+		for x := range l {
 			p := row[x*3 : x*3+3]
-			s[x/blockSize] += 29*uint32(p[0]) + 150*uint32(p[1]) + 77*uint32(p[2])
+			v := (29*uint32(p[0]) + 150*uint32(p[1]) + 77*uint32(p[2]) + 128) >> 8
+			l[x] = byte(v)
+			s[x/blockSize] += v
 		}
 	}
 	nby := len(dst) / nbx
@@ -68,107 +87,194 @@ func blockMeans(dst []float32, sums []uint32, pix []byte, W, H, nbx int) {
 		h := min(blockSize, H-by*blockSize)
 		for bx := 0; bx < nbx; bx++ {
 			w := min(blockSize, W-bx*blockSize)
-			dst[by*nbx+bx] = float32(sums[by*nbx+bx]) / float32(256*w*h)
+			dst[by*nbx+bx] = float32(sums[by*nbx+bx]) / float32(w*h)
 		}
 	}
 }
 
-// changed reports whether a tile's blocks moved past the thresholds since ref.
-func (c *tileCache) changed(br blockRange, nbx int, ref []float32) bool {
-	maxT, meanT := float32(c.opts.Threshold), c.opts.MeanThreshold
-	var sum float64
-	k := 0
-	for by := br.y0; by < br.y1; by++ {
-		row := c.bm[by*nbx+br.x0 : by*nbx+br.x1]
-		for _, v := range row {
-			d := v - ref[k]
-			k++
-			if d < 0 {
-				d = -d
-			}
-			if d > maxT {
-				return true
-			}
-			sum += float64(d)
+// blockSAD sums, per block, the absolute luma difference from the reference.
+func blockSAD(sums []uint32, luma, ref []byte, W, H, nbx int) {
+	clear(sums)
+	for y := 0; y < H; y++ {
+		l, r := luma[y*W:(y+1)*W], ref[y*W:(y+1)*W]
+		s := sums[(y/blockSize)*nbx:]
+		for x, v := range l {
+			d := int32(v) - int32(r[x])
+			s[x/blockSize] += uint32(max(d, -d))
 		}
 	}
-	return k > 0 && sum/float64(k) > meanT
 }
 
-// remember stores the current block means as tile t's reference.
-func (c *tileCache) remember(t int, br blockRange, nbx int) {
-	n := (br.x1 - br.x0) * (br.y1 - br.y0)
-	if cap(c.ref[t]) < n {
-		c.ref[t] = make([]float32, n)
-	}
-	r := c.ref[t][:n]
-	k := 0
-	for by := br.y0; by < br.y1; by++ {
-		k += copy(r[k:], c.bm[by*nbx+br.x0:by*nbx+br.x1])
-	}
-	c.ref[t] = r
-}
-
-// plan decides which tiles to run for this frame. reason says why all tiles
-// run ("" when the cache chose a subset). mark has one entry per tile.
-func (c *tileCache) plan(g *grid, pix []byte, reset bool, mark []bool) (n int, reason string) {
-	nt := g.numTiles()
-	all := func(why string) (int, string) {
-		for i := range mark {
-			mark[i] = true
-		}
-		c.rr = 0
-		return nt, why
-	}
+// plan decides the work for this frame: either the whole fixed grid (full,
+// with the reason) or a list of freely placed tiles covering the changed
+// blocks plus this frame's share of the round-robin refresh.
+func (c *tileCache) plan(g *grid, pix []byte, reset bool) (tiles []placed, full bool, reason string) {
 	if !c.on {
-		return all("cache off")
+		return nil, true, "cache off"
 	}
-	if len(c.bm) != g.nbx*g.nby {
-		c.bm = make([]float32, g.nbx*g.nby)
-		c.sums = make([]uint32, g.nbx*g.nby)
-	}
-	if len(c.ref) != nt {
-		c.ref = make([][]float32, nt)
+	nb := g.nbx * g.nby
+	if len(c.bm) != nb {
+		c.bm = make([]float32, nb)
+		c.sums = make([]uint32, nb)
+		c.ref = make([]float32, nb)
+		c.changed = make([]bool, nb)
+		c.score = make([]float32, nb)
+		c.covered = make([]bool, nb)
 		c.valid = false
 	}
-	blockMeans(c.bm, c.sums, pix, g.W, g.H, g.nbx)
+	if len(c.luma) != g.W*g.H {
+		c.luma = make([]byte, g.W*g.H)
+		c.refLuma = make([]byte, g.W*g.H)
+		c.valid = false
+	}
+	blockMeans(c.bm, c.sums, c.luma, pix, g.W, g.H, g.nbx)
 	switch {
 	case !c.valid:
-		return all("first frame")
+		return nil, true, "first frame"
 	case reset:
-		return all("reset")
+		return nil, true, "reset"
 	}
-	for t := range mark {
-		mark[t] = c.changed(g.tileBlocks[t], g.nbx, c.ref[t])
-		if mark[t] {
-			n++
+	// Score each block: its mean moved (lighting, large objects), or its
+	// pixels moved while the mean stayed (texture, thin edges). > 1 is a change.
+	blockSAD(c.sums, c.luma, c.refLuma, g.W, g.H, g.nbx)
+	th, th2 := float32(c.opts.Threshold), float32(c.opts.TextureThreshold)
+	nbx, nby := g.nbx, g.nby
+	for i, v := range c.bm {
+		d := v - c.ref[i]
+		bw := min(blockSize, g.W-(i%nbx)*blockSize)
+		bh := min(blockSize, g.H-(i/nbx)*blockSize)
+		sc := max(d/th, -d/th, float32(c.sums[i])/float32(bw*bh)/th2)
+		c.score[i] = sc
+		c.changed[i] = sc > 1
+		c.covered[i] = false
+	}
+	// A lone changed block must score twice as high: compression flicker and
+	// noise spikes come one block at a time, moving objects span several, and
+	// each lone block would cost a whole tile.
+	n := 0
+	for i, ch := range c.changed {
+		if !ch {
+			continue
 		}
+		bx, by := i%nbx, i/nbx
+		lone := true
+		for y := max(by-1, 0); y <= min(by+1, nby-1) && lone; y++ {
+			for x := max(bx-1, 0); x <= min(bx+1, nbx-1); x++ {
+				if (x != bx || y != by) && c.changed[y*nbx+x] {
+					lone = false
+					break
+				}
+			}
+		}
+		if lone && c.score[i] <= 2 {
+			c.changed[i] = false
+			continue
+		}
+		n++
 	}
-	if float64(n) >= c.opts.SceneCut*float64(nt) && nt > 1 {
-		return all("scene change")
+	if float64(n) >= c.opts.SceneCut*float64(nb) {
+		return nil, true, "scene change"
 	}
-	// Round-robin refresh: ceil(nt/N) tiles per frame visit every tile within N frames.
-	k := int(math.Ceil(float64(nt) / float64(c.opts.RefreshFrames)))
+	tiles, ok := c.cover(g)
+	if !ok || len(tiles) >= g.numTiles() {
+		return nil, true, "scene change" // the grid is as cheap, and seamless by construction
+	}
+	// Round-robin refresh over a grid whose tiles' full-weight regions abut:
+	// nr/N tiles per frame on average (the fraction carries over).
+	nr := len(g.rx) * len(g.ry)
+	c.credit += float64(nr) / float64(c.opts.RefreshFrames)
+	k := int(c.credit)
+	c.credit -= float64(k)
 	for i := 0; i < k; i++ {
-		t := (c.rr + i) % nt
-		if !mark[t] {
-			mark[t] = true
-			n++
-		}
+		t := (c.rr + i) % (len(g.rx) * len(g.ry))
+		tiles = append(tiles, placed{g.rx[t%len(g.rx)], g.ry[t/len(g.rx)]})
 	}
-	c.rr = (c.rr + k) % nt
-	return n, ""
+	c.rr = (c.rr + k) % (len(g.rx) * len(g.ry))
+	return tiles, false, ""
 }
 
-// commit records the tiles just inferred as the new references.
-func (c *tileCache) commit(g *grid, mark []bool) {
+// cover places tiles greedily, in raster order of the first uncovered changed
+// block, so that every changed block lies inside some tile's solid region
+// (where its blend weight is one). ok is false if a tile failed to cover the
+// block it was placed for, which the geometry rules out; the caller then runs
+// the full grid rather than trusting it.
+func (c *tileCache) cover(g *grid) (tiles []placed, ok bool) {
+	nbx, nby := g.nbx, g.nby
+	for i := 0; i < nbx*nby; i++ {
+		if !c.changed[i] || c.covered[i] {
+			continue
+		}
+		by0, bx0 := i/nbx, i%nbx
+		oy := clampInt(by0*blockSize+g.P-g.inset, 0, g.Hp-g.T)
+		ya, yb := g.solid(oy, g.Hp)
+		// Leftmost uncovered changed block among the rows this tile will hold.
+		byL, bxL := by0, bx0
+		for by := by0; by < nby && blockIn(by, ya, yb, g.H); by++ {
+			for bx := 0; bx < bxL; bx++ {
+				if j := by*nbx + bx; c.changed[j] && !c.covered[j] {
+					byL, bxL = by, bx
+					break
+				}
+			}
+		}
+		ox := clampInt(bxL*blockSize+g.P-g.inset, 0, g.Wp-g.T)
+		xa, xb := g.solid(ox, g.Wp)
+		for by := 0; by < nby; by++ {
+			if !blockIn(by, ya, yb, g.H) {
+				continue
+			}
+			for bx := 0; bx < nbx; bx++ {
+				if blockIn(bx, xa, xb, g.W) {
+					c.covered[by*nbx+bx] = true
+				}
+			}
+		}
+		if !c.covered[byL*nbx+bxL] {
+			return nil, false
+		}
+		tiles = append(tiles, placed{ox, oy})
+		i-- // the block that started this tile may still be uncovered if bxL < bx0
+	}
+	return tiles, true
+}
+
+// blockIn reports whether block b (along one axis, frame of size n) lies wholly
+// inside the frame range [a, b).
+func blockIn(blk, a, b, n int) bool {
+	lo, hi := blk*blockSize, min(blk*blockSize+blockSize, n)
+	return lo >= a && hi <= b
+}
+
+func clampInt(v, lo, hi int) int { return max(lo, min(v, hi)) }
+
+// commitFull records every block as made from this frame.
+func (c *tileCache) commitFull() {
 	if !c.on {
 		return
 	}
-	for t, m := range mark {
-		if m {
-			c.remember(t, g.tileBlocks[t], g.nbx)
+	copy(c.ref, c.bm)
+	copy(c.refLuma, c.luma)
+	c.valid = true
+}
+
+// commitTile records the blocks a freely placed tile fully refreshed: those
+// whose centre lies in its solid region (a changed block always lies wholly inside).
+func (c *tileCache) commitTile(g *grid, t placed) {
+	xa, xb := g.solid(t.x, g.Wp)
+	ya, yb := g.solid(t.y, g.Hp)
+	for by := 0; by < g.nby; by++ {
+		cy := min(by*blockSize+blockSize/2, g.H-1)
+		if cy < ya || cy >= yb {
+			continue
+		}
+		for bx := 0; bx < g.nbx; bx++ {
+			if cx := min(bx*blockSize+blockSize/2, g.W-1); cx >= xa && cx < xb {
+				c.ref[by*g.nbx+bx] = c.bm[by*g.nbx+bx]
+				x0, x1 := bx*blockSize, min(bx*blockSize+blockSize, g.W)
+				for y := by * blockSize; y < min(by*blockSize+blockSize, g.H); y++ {
+					copy(c.refLuma[y*g.W+x0:y*g.W+x1], c.luma[y*g.W+x0:y*g.W+x1])
+				}
+			}
 		}
 	}
-	c.valid = true
 }

@@ -35,20 +35,6 @@ func paint(f frame.Frame, x0, y0, w, h int, c byte) frame.Frame {
 	return g
 }
 
-// tilesReading counts the tiles whose input includes LR pixel (x, y).
-func tilesReading(u *ONNXUpscaler, x, y int) int {
-	g := u.g
-	n := 0
-	for _, ty := range g.ys {
-		for _, tx := range g.xs {
-			if x >= tx-g.P && x < tx-g.P+g.T && y >= ty-g.P && y < ty-g.P+g.T {
-				n++
-			}
-		}
-	}
-	return n
-}
-
 func TestCache_UnchangedFrameReusesTilesAndMatchesUncached(t *testing.T) {
 	on := load(t, convX2, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: 1000}})
 	off := load(t, convX2, ModelOptions{Cache: false})
@@ -59,12 +45,16 @@ func TestCache_UnchangedFrameReusesTilesAndMatchesUncached(t *testing.T) {
 	}
 	second := upscale(t, on, f)
 	m := on.Metrics().Last
-	if m.Inferred != 1 || m.Reused != m.Tiles-1 { // 1 = the round-robin refresh
-		t.Errorf("unchanged frame: inferred %d reused %d of %d", m.Inferred, m.Reused, m.Tiles)
+	if m.Inferred > 1 || m.Reused < m.Tiles-1 || m.FullReason != "" { // at most the round-robin refresh
+		t.Errorf("unchanged frame: inferred %d reused %d of %d (%q)", m.Inferred, m.Reused, m.Tiles, m.FullReason)
 	}
 	ref := upscale(t, off, f)
-	if !bytes.Equal(second.Pix, ref.Pix) || !bytes.Equal(first.Pix, ref.Pix) {
-		t.Errorf("cached output differs from uncached: max diff %d", maxAbsDiff(second.Pix, ref.Pix))
+	if !bytes.Equal(first.Pix, ref.Pix) {
+		t.Errorf("first cached frame differs from uncached: max diff %d", maxAbsDiff(first.Pix, ref.Pix))
+	}
+	// The refresh tile sits off the grid; re-blending it may round one level differently.
+	if d := maxAbsDiff(second.Pix, ref.Pix); d > 1 {
+		t.Errorf("cached output differs from uncached on an unchanged frame: max diff %d", d)
 	}
 }
 
@@ -86,17 +76,15 @@ func TestCache_ChangedRegionIsReinferred(t *testing.T) {
 			g := paint(f, tc.x, tc.y, tc.w, tc.h, 250)
 			got := upscale(t, on, g)
 			m := on.Metrics().Last
-			want := 0
-			for _, c := range [][2]int{{tc.x, tc.y}, {tc.x + tc.w - 1, tc.y + tc.h - 1}} {
-				want = max(want, tilesReading(on, c[0], c[1]))
+			// One tile placed over the change (the refresh is off: N = 1000).
+			if m.Inferred != 1 || m.FullReason != "" {
+				t.Errorf("inferred %d tiles (%q) for one small change, want 1 + refresh", m.Inferred, m.FullReason)
 			}
-			// Every tile reading the change, plus at most one round-robin refresh.
-			if m.Inferred < want || m.Inferred > want+1+1 {
-				t.Errorf("inferred %d tiles, want the %d that read the change (+1 refresh)", m.Inferred, want)
-			}
+			// Feathered pixels are re-blended from 8-bit values, so a level or
+			// two of rounding may separate them from the uncached output.
 			ref := upscale(t, off, g)
-			if !bytes.Equal(got.Pix, ref.Pix) {
-				t.Errorf("cached output differs from uncached after a change: max diff %d", maxAbsDiff(got.Pix, ref.Pix))
+			if d, p := maxAbsDiff(got.Pix, ref.Pix), PSNR(got.Pix, ref.Pix); d > 2 || p < 55 {
+				t.Errorf("cached output differs from uncached after a change: max diff %d, PSNR %.1f dB", d, p)
 			}
 		})
 	}
@@ -134,26 +122,86 @@ func TestCache_FullRefreshOnResetSceneChangeAndResize(t *testing.T) {
 	}
 }
 
-func TestCache_EveryTileRefreshedWithinRefreshFrames(t *testing.T) {
+func TestCache_EveryPixelRefreshedWithinRefreshFrames(t *testing.T) {
 	const N = 5
-	on := load(t, convX2, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: N}})
-	f := texture(200, 120, 1)
-	upscale(t, on, f)
-	nt := on.g.numTiles()
-	seen := make([]bool, nt)
-	for i := 0; i < N; i++ {
-		upscale(t, on, f)
-		for t, m := range on.mark {
-			seen[t] = seen[t] || m
+	for _, sz := range [][2]int{{200, 120}, {37, 90}, {20, 10}} {
+		g := newGrid(sz[0], sz[1], 32, 8, 2)
+		c := tileCache{on: true, opts: CacheOptions{RefreshFrames: N}.withDefaults()}
+		f := texture(sz[0], sz[1], 1)
+		if _, full, _ := c.plan(g, f.Pix, false); !full {
+			t.Fatal("first frame not full")
+		}
+		c.commitFull()
+		seen := make([]bool, sz[0]*sz[1])
+		for i := 0; i < N; i++ {
+			tiles, full, why := c.plan(g, f.Pix, false)
+			if full {
+				t.Fatalf("unchanged frame ran the full grid: %s", why)
+			}
+			for _, tl := range tiles {
+				xa, xb := g.solid(tl.x, g.Wp)
+				ya, yb := g.solid(tl.y, g.Hp)
+				for y := max(ya, 0); y < min(yb, sz[1]); y++ {
+					for x := max(xa, 0); x < min(xb, sz[0]); x++ {
+						seen[y*sz[0]+x] = true
+					}
+				}
+			}
+		}
+		for i, s := range seen {
+			if !s {
+				t.Errorf("%dx%d: pixel (%d,%d) not refreshed at full weight within %d frames", sz[0], sz[1], i%sz[0], i/sz[0], N)
+				break
+			}
 		}
 	}
-	for i, s := range seen {
-		if !s {
-			t.Errorf("tile %d of %d not refreshed within %d frames", i, nt, N)
+}
+
+func TestCache_ChangedBlocksAlwaysCoveredAtFullWeight(t *testing.T) {
+	r := rand.New(rand.NewSource(4))
+	for trial := 0; trial < 200; trial++ {
+		W, H := 8+r.Intn(300), 8+r.Intn(200)
+		g := newGrid(W, H, 32, 8, 2)
+		c := tileCache{on: true, opts: CacheOptions{}.withDefaults()}
+		nb := g.nbx * g.nby
+		c.changed, c.covered = make([]bool, nb), make([]bool, nb)
+		for i := range c.changed {
+			c.changed[i] = r.Intn(12) == 0
 		}
+		tiles, ok := c.cover(g)
+		if !ok {
+			t.Fatalf("%dx%d: cover gave up", W, H)
+		}
+		for i, ch := range c.changed {
+			if !ch {
+				continue
+			}
+			bx, by := i%g.nbx, i/g.nbx
+			in := false
+			for _, tl := range tiles {
+				xa, xb := g.solid(tl.x, g.Wp)
+				ya, yb := g.solid(tl.y, g.Hp)
+				if blockIn(bx, xa, xb, W) && blockIn(by, ya, yb, H) {
+					in = true
+					break
+				}
+			}
+			if !in {
+				t.Fatalf("%dx%d: changed block (%d,%d) not inside any tile's solid region", W, H, bx, by)
+			}
+		}
+	}
+}
+
+func TestCache_MetricsCountFrames(t *testing.T) {
+	on := load(t, convX2, ModelOptions{Cache: true})
+	f := texture(200, 120, 1)
+	for i := 0; i < 4; i++ {
+		upscale(t, on, f)
 	}
 	m := on.Metrics()
-	if m.Frames != N+1 || m.TilesInferred+m.TilesReused != uint64((N+1)*nt) || m.HitRate() <= 0 {
+	nt := uint64(m.Last.Tiles)
+	if m.Frames != 4 || m.TilesInferred+m.TilesReused != 4*nt || m.HitRate() <= 0.5 || m.InferMs <= 0 {
 		t.Errorf("metrics %+v", m)
 	}
 }

@@ -55,16 +55,16 @@ type ONNXUpscaler struct {
 	batch    int
 	log      *slog.Logger
 
-	mu      sync.Mutex
-	sess    *ort.DynamicAdvancedSession
-	tensors map[int]ioPair // batch size -> tensors
-	g       *grid
-	hr      [][]float32 // per tile, planar RGB HR output
-	out     []byte      // blended HR frame, updated in place
-	mark    []bool
-	acc     []float32
-	cache   tileCache
-	closed  bool
+	mu        sync.Mutex
+	sess      *ort.DynamicAdvancedSession
+	tensors   map[int]ioPair // batch size -> tensors
+	g         *grid
+	hr        [][]float32 // per tile, planar RGB HR output
+	out       []byte      // blended HR frame, updated in place
+	gridTiles []placed
+	acc       []float32
+	cache     tileCache
+	closed    bool
 
 	mmu     sync.Mutex
 	metrics Metrics
@@ -152,6 +152,11 @@ func newSession(path string, info ModelInfo, provider string, batch int, opts Mo
 		}
 	}
 	if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll); err != nil {
+		return nil, err
+	}
+	// ORT's pool threads spin after each run by default; between our batches
+	// they would burn the cores the tiling and blending need.
+	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
 		return nil, err
 	}
 	dev := strconv.Itoa(opts.DeviceID)
@@ -331,69 +336,45 @@ func (u *ONNXUpscaler) Upscale(ctx context.Context, in frame.Frame) (frame.Frame
 		for i := range u.hr {
 			u.hr[i] = make([]float32, 3*u.info.Tile*s*u.info.Tile*s)
 		}
-		u.mark = make([]bool, nt)
 		u.out = make([]byte, in.W*s*in.H*s*3)
 		u.acc = make([]float32, 3*in.W*s)
 		u.cache.valid = false
 	}
 	g := u.g
-	n, reason := u.cache.plan(g, in.Pix, reset, u.mark)
-	if resized && reason == "first frame" && u.metrics.Frames > 0 {
+	tiles, full, reason := u.cache.plan(g, in.Pix, reset)
+	if full && reason == "first frame" && resized && u.metrics.Frames > 0 {
 		reason = "size change"
 	}
-
-	// Run the marked tiles in batches of at most u.batch.
 	var inferDur time.Duration
-	todo := make([]int, 0, n)
-	for t, m := range u.mark {
-		if m {
-			todo = append(todo, t)
+	var batches int
+	var err error
+	if full {
+		// Every tile of the fixed grid, blended with normalised feathering.
+		tiles = u.gridTiles[:0]
+		for _, y := range g.ys {
+			for _, x := range g.xs {
+				tiles = append(tiles, placed{x, y})
+			}
 		}
+		u.gridTiles = tiles
+		inferDur, batches, err = u.run(ctx, in.Pix, tiles, func(i int, out []float32) { copy(u.hr[i], out) })
+		if err == nil {
+			g.blend(u.out, u.hr, nil, u.acc)
+			u.cache.commitFull()
+		}
+	} else {
+		// Only the tiles covering changed blocks (and the refresh share),
+		// feathered into the output kept from earlier frames.
+		inferDur, batches, err = u.run(ctx, in.Pix, tiles, func(i int, out []float32) {
+			g.blendFree(u.out, out, tiles[i].x, tiles[i].y)
+			u.cache.commitTile(g, tiles[i])
+		})
 	}
-	nx := len(g.xs)
-	T := u.info.Tile
-	tileIn := 3 * T * T
-	tileOut := len(u.hr[0])
-	batches := 0
-	for len(todo) > 0 {
-		if err := ctx.Err(); err != nil {
-			u.cache.valid = false // some HR tiles are now older than their references claim
-			return frame.Frame{}, err
-		}
-		k := min(len(todo), u.batch)
-		p, err := u.tensorsFor(k)
-		if err != nil {
-			u.cache.valid = false
-			return frame.Frame{}, fmt.Errorf("sr: %s: tensors for batch %d: %w", u.info.Name, k, err)
-		}
-		data := p.in.GetData()
-		for b, t := range todo[:k] {
-			g.fillTile(data[b*tileIn:(b+1)*tileIn], in.Pix, t%nx, t/nx)
-		}
-		t0 := time.Now()
-		err = u.sess.Run([]ort.Value{p.in}, []ort.Value{p.out})
-		inferDur += time.Since(t0)
-		if err != nil {
-			u.cache.valid = false
-			return frame.Frame{}, fmt.Errorf("sr: %s (%s): inference: %w", u.info.Name, u.provider, err)
-		}
-		od := p.out.GetData()
-		for b, t := range todo[:k] {
-			copy(u.hr[t], od[b*tileOut:(b+1)*tileOut])
-		}
-		todo = todo[k:]
-		batches++
+	if err != nil {
+		u.cache.valid = false // part of the kept output may now be from this frame
+		return frame.Frame{}, err
 	}
-	u.cache.commit(g, u.mark)
-
-	// Re-blend only where an updated tile contributes.
-	dirty := u.mark
-	if n == g.numTiles() {
-		dirty = nil
-	}
-	if n > 0 {
-		g.blend(u.out, u.hr, dirty, u.acc)
-	}
+	n := len(tiles)
 	outF := frame.Frame{
 		Pix: make([]byte, len(u.out)), W: in.W * s, H: in.H * s,
 		Seq: in.Seq, Captured: in.Captured, Reset: in.Reset,
@@ -402,10 +383,46 @@ func (u *ONNXUpscaler) Upscale(ctx context.Context, in frame.Frame) (frame.Frame
 
 	total := time.Since(start)
 	u.record(FrameMetrics{
-		Seq: in.Seq, Tiles: g.numTiles(), Inferred: n, Reused: g.numTiles() - n, Batches: batches,
+		Seq: in.Seq, Tiles: g.numTiles(), Inferred: n, Reused: max(0, g.numTiles()-n), Batches: batches,
 		InferMs: ms(inferDur), OverheadMs: ms(total - inferDur), TotalMs: ms(total), FullReason: reason,
 	})
 	return outF, nil
+}
+
+// run sends tiles through the session in batches of at most u.batch and hands
+// each tile's planar RGB HR output (valid only during the call) to sink.
+func (u *ONNXUpscaler) run(ctx context.Context, pix []byte, tiles []placed, sink func(i int, out []float32)) (time.Duration, int, error) {
+	var inferDur time.Duration
+	T := u.info.Tile
+	tileIn := 3 * T * T
+	tileOut := tileIn * u.info.Scale * u.info.Scale
+	batches := 0
+	for start := 0; start < len(tiles); start += u.batch {
+		if err := ctx.Err(); err != nil {
+			return inferDur, batches, err
+		}
+		k := min(len(tiles)-start, u.batch)
+		p, err := u.tensorsFor(k)
+		if err != nil {
+			return inferDur, batches, fmt.Errorf("sr: %s: tensors for batch %d: %w", u.info.Name, k, err)
+		}
+		data := p.in.GetData()
+		for b, t := range tiles[start : start+k] {
+			u.g.fillTile(data[b*tileIn:(b+1)*tileIn], pix, t.x, t.y)
+		}
+		t0 := time.Now()
+		err = u.sess.Run([]ort.Value{p.in}, []ort.Value{p.out})
+		inferDur += time.Since(t0)
+		batches++
+		if err != nil {
+			return inferDur, batches, fmt.Errorf("sr: %s (%s): inference: %w", u.info.Name, u.provider, err)
+		}
+		od := p.out.GetData()
+		for b := 0; b < k; b++ {
+			sink(start+b, od[b*tileOut:(b+1)*tileOut])
+		}
+	}
+	return inferDur, batches, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -21,16 +21,20 @@ type grid struct {
 	ax, ay                  [][]float32 // per column/row: normalised HR weight, len T*scale
 	segX, segY              []segment   // HR frame intervals with the tiles that cover them
 	// Change detection blocks (frame coordinates, blockSize pixels square).
-	nbx, nby   int
-	tileBlocks []blockRange // per tile (row-major), the frame blocks its input reads
+	nbx, nby int
+	// Freely placed tiles (the cache): a tile's weight is one from inset
+	// pixels inside each edge that has a neighbour; rx, ry is the refresh grid
+	// whose solid regions abut; wfree[l][r] are HR weights for a tile whose
+	// left/right (top/bottom) edge is (1) or is not (0) at the canvas edge.
+	inset  int
+	rx, ry []int
+	wfree  [2][2][]float32
 }
 
 type segment struct {
 	a, b  int   // HR frame coordinates [a, b)
 	tiles []int // tile columns (or rows) with non-zero weight here
 }
-
-type blockRange struct{ x0, x1, y0, y1 int }
 
 // blockSize is the side of the LR blocks whose mean luma the change detector
 // compares: averaging 16 pixels divides sensor-noise deviation by 4 while a
@@ -51,11 +55,24 @@ func newGrid(W, H, T, O, scale int) *grid {
 	g.segY = segments(g.ay, g.ys, H*scale, g.P*scale, scale)
 	g.nbx = (W + blockSize - 1) / blockSize
 	g.nby = (H + blockSize - 1) / blockSize
-	for _, y := range g.ys {
-		by0, by1 := blockSpan(y-g.P, T, H)
-		for _, x := range g.xs {
-			bx0, bx1 := blockSpan(x-g.P, T, W)
-			g.tileBlocks = append(g.tileBlocks, blockRange{bx0, bx1, by0, by1})
+	g.inset = O - O/4
+	g.rx = tileOrigins(g.Wp, T, T-2*g.inset)
+	g.ry = tileOrigins(g.Hp, T, T-2*g.inset)
+	for l := 0; l < 2; l++ {
+		for r := 0; r < 2; r++ {
+			w := make([]float32, T*scale)
+			for u := range w {
+				d := (float64(u) + 0.5) / float64(scale)
+				v := 1.0
+				if l == 0 {
+					v *= ramp(d, O)
+				}
+				if r == 0 {
+					v *= ramp(float64(T)-d, O)
+				}
+				w[u] = float32(v)
+			}
+			g.wfree[l][r] = w
 		}
 	}
 	return g
@@ -188,14 +205,18 @@ func equalInts(a, b []int) bool {
 	return true
 }
 
-// blockSpan gives the change-detection blocks covering the frame pixels a tile
-// starting at frame coordinate x0 (may be negative: padding) reads.
-func blockSpan(x0, T, size int) (int, int) {
-	a, b := max(x0, 0), min(x0+T, size)
-	if b <= a { // frame smaller than the padding: the tile reads the whole frame
-		a, b = 0, size
+// solid returns, in frame coordinates along one axis, the range where a tile
+// at canvas origin o (canvas size n) has blend weight one: inset pixels in
+// from an edge that has neighbours, all the way out at the canvas edge.
+func (g *grid) solid(o, n int) (int, int) {
+	a, b := o+g.inset-g.P, o+g.T-g.inset-g.P
+	if o == 0 {
+		a = math.MinInt32
 	}
-	return a / blockSize, (b + blockSize - 1) / blockSize
+	if o+g.T >= n {
+		b = math.MaxInt32
+	}
+	return a, b
 }
 
 var u8ToF32 = func() (t [256]float32) {
@@ -205,15 +226,16 @@ var u8ToF32 = func() (t [256]float32) {
 	return
 }()
 
-// fillTile writes tile (tx, ty)'s LR input as planar RGB float32 in [0,1] into
-// dst (len 3*T*T), reading the BGR frame through the reflection maps.
-func (g *grid) fillTile(dst []float32, pix []byte, tx, ty int) {
+// fillTile writes the LR input of the tile at canvas origin (ox, oy) as planar
+// RGB float32 in [0,1] into dst (len 3*T*T), reading the BGR frame through
+// the reflection maps.
+func (g *grid) fillTile(dst []float32, pix []byte, ox, oy int) {
 	T, W := g.T, g.W
 	plane := T * T
 	r, gr, b := dst[:plane], dst[plane:2*plane], dst[2*plane:3*plane]
-	xm := g.xmap[g.xs[tx] : g.xs[tx]+T]
+	xm := g.xmap[ox : ox+T]
 	for v := 0; v < T; v++ {
-		row := pix[g.ymap[g.ys[ty]+v]*W*3:]
+		row := pix[g.ymap[oy+v]*W*3:]
 		o := v * T
 		for u, sx := range xm {
 			p := row[sx*3 : sx*3+3]
@@ -289,6 +311,53 @@ func (g *grid) blend(out []byte, hr [][]float32, dirty []bool, acc []float32) {
 			}
 		}
 	}
+}
+
+// blendFree feathers one freely placed tile's HR output t (planar RGB) into
+// the kept output: weight one inside its solid region, the ramp towards edges
+// that have neighbours, so it meets the older pixels around it without a seam.
+func (g *grid) blendFree(out []byte, t []float32, ox, oy int) {
+	s, T := g.scale, g.T
+	Ts := T * s
+	plane := Ts * Ts
+	Wo, Ho, off := g.W*s, g.H*s, g.P*s
+	wx := g.wfree[b2i(ox == 0)][b2i(ox+T >= g.Wp)]
+	wy := g.wfree[b2i(oy == 0)][b2i(oy+T >= g.Hp)]
+	X0, X1 := max(0, ox*s-off), min(Wo, (ox+T)*s-off)
+	Y0, Y1 := max(0, oy*s-off), min(Ho, (oy+T)*s-off)
+	u0 := X0 + off - ox*s
+	n := X1 - X0
+	for Y := Y0; Y < Y1; Y++ {
+		v := Y + off - oy*s
+		w0 := wy[v]
+		if w0 == 0 {
+			continue
+		}
+		o := v*Ts + u0
+		tr, tg, tb := t[o:o+n], t[plane+o:plane+o+n], t[2*plane+o:2*plane+o+n]
+		row := out[(Y*Wo+X0)*3 : (Y*Wo+X1)*3]
+		for k, w := range wx[u0 : u0+n] {
+			w *= w0
+			switch {
+			case w >= 1:
+				row[3*k] = toU8(tb[k])
+				row[3*k+1] = toU8(tg[k])
+				row[3*k+2] = toU8(tr[k])
+			case w > 0:
+				const inv = 1.0 / 255
+				row[3*k] = toU8(w*tb[k] + (1-w)*float32(row[3*k])*inv)
+				row[3*k+1] = toU8(w*tg[k] + (1-w)*float32(row[3*k+1])*inv)
+				row[3*k+2] = toU8(w*tr[k] + (1-w)*float32(row[3*k+2])*inv)
+			}
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func anyDirty(dirty []bool, cols, rows []int, nx int) bool {

@@ -5,6 +5,7 @@ They follow the danstream ONNX contract (input "lr" [N,3,T,T] RGB 0..1, output "
 [N,3,T*s,T*s], danstream.* metadata) but are a few KB, so tests need no trained model:
   conv_x2.onnx          3x3 convs + pixel shuffle + nearest residual, no global ops (tile 32, overlap 8)
   conv_x2_dynamic.onnx  the same weights with free H,W: the whole-image reference for seam tests
+  conv_x2_t64.onnx      the same at tile 64, overlap 8 (the DAN geometry), for cache benchmarks
   nearest_x4.onnx       nearest-neighbour x4 (tile 16, overlap 4): tiled output must equal a plain resize
   bad_*.onnx            contract violations the loader must reject with a clear message
 Deterministic (fixed seed); rerun: /usr/bin/python3 sr/testdata/gen_models.py
@@ -79,6 +80,8 @@ def main():
     export(conv, 32, p("conv_x2.onnx"), meta(2, 32, 8, "test-conv-x2"))
     export(conv, 32, p("conv_x2_dynamic.onnx"), None, dynamic_hw=True)
     export(near, 16, p("nearest_x4.onnx"), meta(4, 16, 4, "test-nearest-x4"))
+    # Same weights at the DAN models' tile geometry (64, overlap 8): for cache benchmarks.
+    export(conv, 64, p("conv_x2_t64.onnx"), meta(2, 64, 8, "test-conv-x2-t64"))
     # Contract violations.
     export(conv, 32, p("bad_nometa.onnx"), None)
     export(conv, 32, p("bad_scale.onnx"), meta(4, 32, 8, "bad-scale"))          # says x4, is x2
