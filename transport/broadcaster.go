@@ -81,20 +81,20 @@ type encState struct {
 
 // EncoderStats describes one codec's encoder of a Broadcaster.
 type EncoderStats struct {
-	Codec       string  `json:"codec"`
-	Width       int     `json:"width"`
-	Height      int     `json:"height"`
-	Frames      uint64  `json:"frames"`       // frames encoded by this codec since the Broadcaster started
-	Keyframes   uint64  `json:"keyframes"`    // of which keyframes
-	Forced      uint64  `json:"forced"`       // keyframes forced by viewers (join, PLI, resync)
-	Bytes       uint64  `json:"bytes"`        // compressed bytes produced
-	Errors      uint64  `json:"errors"`       // failed encodes
-	Restarts    uint64  `json:"restarts"`     // encoder (re)creations, e.g. on a size change
-	LastEncMs   float64 `json:"last_enc_ms"`  // time of the last encode
-	AvgEncMs    float64 `json:"avg_enc_ms"`   // mean encode time
-	Viewers     int     `json:"viewers"`      // subscriptions of this codec
-	totalEncNs  int64
-	running     bool
+	Codec      string  `json:"codec"`
+	Width      int     `json:"width"`
+	Height     int     `json:"height"`
+	Frames     uint64  `json:"frames"`      // frames encoded by this codec since the Broadcaster started
+	Keyframes  uint64  `json:"keyframes"`   // of which keyframes
+	Forced     uint64  `json:"forced"`      // keyframes forced by viewers (join, PLI, resync)
+	Bytes      uint64  `json:"bytes"`       // compressed bytes produced
+	Errors     uint64  `json:"errors"`      // failed encodes
+	Restarts   uint64  `json:"restarts"`    // encoder (re)creations, e.g. on a size change
+	LastEncMs  float64 `json:"last_enc_ms"` // time of the last encode
+	AvgEncMs   float64 `json:"avg_enc_ms"`  // mean encode time
+	Viewers    int     `json:"viewers"`     // subscriptions of this codec
+	totalEncNs int64
+	running    bool
 }
 
 // BroadcastStats is a snapshot of a Broadcaster's counters.
@@ -415,10 +415,10 @@ type Subscription struct {
 	ch    chan Sample
 
 	// Touched only by push (under b.mu).
-	waitKey     bool      // after a join or an overflow: skip until a keyframe
-	lastResync  time.Time // last keyframe this viewer forced after an overflow
-	drops       atomic.Uint64
-	closeOnce   sync.Once
+	waitKey    bool      // after a join or an overflow: skip until a keyframe
+	lastResync time.Time // last keyframe this viewer forced after an overflow
+	drops      atomic.Uint64
+	closeOnce  sync.Once
 }
 
 // Samples delivers the encoded samples, starting with a keyframe. It is closed

@@ -57,8 +57,8 @@ func TestBroadcasterEncodesOncePerCodecForAllViewers(t *testing.T) {
 	if len(a) != n || len(c) != n {
 		t.Fatalf("viewers got %d and %d samples, want %d each", len(a), len(c), n)
 	}
-	if !a[0].Keyframe {
-		t.Fatal("first sample of a new viewer is not a keyframe")
+	if !a[0].Keyframe || !vp8IsKey(a[0].Data) || vp8IsKey(a[1].Data) {
+		t.Fatal("first sample of a new viewer is not a keyframe, or the flags disagree with the VP8 bitstream")
 	}
 	for i := range a {
 		if &a[i].Data[0] != &c[i].Data[0] {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/pion/mediadevices/pkg/codec"
-	"github.com/pion/mediadevices/pkg/codec/vpx"
 	"github.com/pion/mediadevices/pkg/codec/x264"
 	"github.com/pion/mediadevices/pkg/io/video"
 	"github.com/pion/mediadevices/pkg/prop"
@@ -61,6 +60,9 @@ type EncoderOptions struct {
 	QueueLen int
 	// H264Preset is the x264 preset name (default "ultrafast").
 	H264Preset string
+	// VP8Speed is libvpx's realtime speed, 1 (best quality) to 16 (fastest);
+	// default 8, sent as cpu-used -8 (a fixed speed, no auto-selection).
+	VP8Speed int
 }
 
 func (o EncoderOptions) withDefaults() EncoderOptions {
@@ -72,6 +74,9 @@ func (o EncoderOptions) withDefaults() EncoderOptions {
 	}
 	if o.QueueLen <= 0 {
 		o.QueueLen = 8
+	}
+	if o.VP8Speed <= 0 || o.VP8Speed > 16 {
+		o.VP8Speed = 8
 	}
 	if o.H264Preset == "" {
 		o.H264Preset = "ultrafast"
@@ -149,21 +154,7 @@ func (e *mdEncoder) Close() error { return e.rc.Close() }
 func newEncoder(c string, w, h int, o EncoderOptions) (videoEncoder, error) {
 	switch c {
 	case CodecVP8:
-		p, err := vpx.NewVP8Params()
-		if err != nil {
-			return nil, fmt.Errorf("transport: vp8 params: %w", err)
-		}
-		p.BitRate = o.bitrateFor(w, h)
-		p.KeyFrameInterval = o.KeyframeInterval
-		p.Deadline = time.Microsecond // VPX_DL_REALTIME: libvpx picks its speed to fit the frame time
-		p.LagInFrames = 0             // no lookahead: every input yields its output now
-		p.RateControlEndUsage = vpx.RateControlCBR
-		p.RateControlUndershootPercent = 95
-		p.RateControlOvershootPercent = 25
-		p.RateControlMinQuantizer = 4
-		p.RateControlMaxQuantizer = 56
-		p.ErrorResilient = vpx.ErrorResilientDefault
-		e, err := newMDEncoder(&p, w, h, vp8IsKey)
+		e, err := newVP8Encoder(w, h, o)
 		if err != nil {
 			return nil, fmt.Errorf("transport: vp8 encoder %dx%d: %w", w, h, err)
 		}

@@ -70,7 +70,9 @@ type testCatalog struct {
 	state string
 }
 
-func newTestCatalog() *testCatalog { return &testCatalog{bs: map[string]*Broadcaster{}, state: StateRunning} }
+func newTestCatalog() *testCatalog {
+	return &testCatalog{bs: map[string]*Broadcaster{}, state: StateRunning}
+}
 
 func (c *testCatalog) add(b *Broadcaster) {
 	c.mu.Lock()
@@ -134,7 +136,7 @@ type viewer struct {
 	stop      atomic.Bool // stop reading RTP (a frozen viewer)
 }
 
-func clientAPI(t *testing.T, caps ...webrtc.RTPCodecCapability) *webrtc.API {
+func clientAPI(t testing.TB, caps ...webrtc.RTPCodecCapability) *webrtc.API {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	for i, c := range caps {
@@ -162,7 +164,7 @@ var h264Cap = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate
 	RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack", Parameter: "pli"}}}
 
 // makeOffer returns a complete recvonly-video offer from a fresh client PC.
-func makeOffer(t *testing.T, caps ...webrtc.RTPCodecCapability) (*webrtc.PeerConnection, string) {
+func makeOffer(t testing.TB, caps ...webrtc.RTPCodecCapability) (*webrtc.PeerConnection, string) {
 	t.Helper()
 	if len(caps) == 0 {
 		caps = []webrtc.RTPCodecCapability{vp8Cap}

@@ -203,7 +203,9 @@ func (s *Server) startSession(ctx context.Context, b *Broadcaster, offer string)
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(answer); err != nil {
-		return fail(fmt.Errorf("transport: set local description: %w", err))
+		// Everything here derives from the offer (e.g. an rtpmap pion cannot bind).
+		return fail(&offerError{http.StatusNotAcceptable,
+			"cannot negotiate a video track with this offer (" + err.Error() + "); supported: video/VP8, video/H264 (packetization-mode=1) at 90000 Hz"})
 	}
 	// No trickle: the answer carries every candidate.
 	select {

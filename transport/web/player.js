@@ -76,6 +76,13 @@
       row("SR", `${fmt(server.sr_ms)} ms`);
       if (server.latency_ms) row("server lat.", `${fmt(server.latency_ms)} ms`);
       row("viewers", String(server.viewers));
+      const d = (server.delivery || []).find((x) => x.variant === variant);
+      if (d) {
+        for (const e of d.encoders || []) {
+          if (e.viewers > 0) row(`encode ${e.codec}`, `${fmt(e.avg_enc_ms)} ms · ${e.viewers} viewer${e.viewers === 1 ? "" : "s"}`);
+        }
+        row("conv. / drops", `${fmt(d.last_conv_ms)} ms / ${d.drops}`);
+      }
     }
     const pc = viewer && viewer.pc;
     if (pc) {
