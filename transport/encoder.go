@@ -220,33 +220,38 @@ func codecCapability(c string) webrtc.RTPCodecCapability {
 
 // bgrToI420 converts a packed BGR24 picture into dst (BT.601 limited range,
 // chroma averaged over each 2x2 block), reallocating dst when the size changed.
+// It walks row pairs so each pixel is loaded once for luma and chroma.
 func bgrToI420(dst *image.YCbCr, pix []byte, w, h int) *image.YCbCr {
 	if dst == nil || dst.Rect.Dx() != w || dst.Rect.Dy() != h {
 		dst = image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420)
 	}
 	stride := w * 3
-	for y := 0; y < h; y++ {
-		row := pix[y*stride : y*stride+stride]
-		yrow := dst.Y[y*dst.YStride : y*dst.YStride+w]
-		for x := 0; x < w; x++ {
-			b, g, r := int32(row[3*x]), int32(row[3*x+1]), int32(row[3*x+2])
-			yrow[x] = uint8((66*r+129*g+25*b+128)>>8 + 16)
-		}
-	}
-	cw, ch := (w+1)/2, (h+1)/2
-	for cy := 0; cy < ch; cy++ {
-		y0 := 2 * cy
-		y1 := min(y0+1, h-1)
+	cw := (w + 1) / 2
+	for y0 := 0; y0 < h; y0 += 2 {
+		y1 := min(y0+1, h-1) // odd height: the last row pairs with itself
 		r0 := pix[y0*stride : y0*stride+stride]
 		r1 := pix[y1*stride : y1*stride+stride]
+		l0 := dst.Y[y0*dst.YStride : y0*dst.YStride+w]
+		l1 := dst.Y[y1*dst.YStride : y1*dst.YStride+w]
+		cy := y0 / 2
 		cb := dst.Cb[cy*dst.CStride : cy*dst.CStride+cw]
 		cr := dst.Cr[cy*dst.CStride : cy*dst.CStride+cw]
 		for cx := 0; cx < cw; cx++ {
 			x0 := 2 * cx
-			x1 := min(x0+1, w-1)
-			b := int32(r0[3*x0]) + int32(r0[3*x1]) + int32(r1[3*x0]) + int32(r1[3*x1])
-			g := int32(r0[3*x0+1]) + int32(r0[3*x1+1]) + int32(r1[3*x0+1]) + int32(r1[3*x1+1])
-			r := int32(r0[3*x0+2]) + int32(r0[3*x1+2]) + int32(r1[3*x0+2]) + int32(r1[3*x1+2])
+			x1 := min(x0+1, w-1) // odd width: the last column pairs with itself
+			p00, p01 := r0[3*x0:3*x0+3], r0[3*x1:3*x1+3]
+			p10, p11 := r1[3*x0:3*x0+3], r1[3*x1:3*x1+3]
+			b00, g00, q00 := int32(p00[0]), int32(p00[1]), int32(p00[2])
+			b01, g01, q01 := int32(p01[0]), int32(p01[1]), int32(p01[2])
+			b10, g10, q10 := int32(p10[0]), int32(p10[1]), int32(p10[2])
+			b11, g11, q11 := int32(p11[0]), int32(p11[1]), int32(p11[2])
+			l0[x0] = uint8((66*q00+129*g00+25*b00+128)>>8 + 16)
+			l0[x1] = uint8((66*q01+129*g01+25*b01+128)>>8 + 16)
+			l1[x0] = uint8((66*q10+129*g10+25*b10+128)>>8 + 16)
+			l1[x1] = uint8((66*q11+129*g11+25*b11+128)>>8 + 16)
+			b := b00 + b01 + b10 + b11
+			g := g00 + g01 + g10 + g11
+			r := q00 + q01 + q10 + q11
 			// Sums of 4 pixels: shift 2 more bits than the per-pixel formula.
 			cb[cx] = uint8((-38*r-74*g+112*b+512)>>10 + 128)
 			cr[cx] = uint8((112*r-94*g-18*b+512)>>10 + 128)
