@@ -1,0 +1,55 @@
+package sr
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/danstream/danstream/frame"
+)
+
+// TestBundledModels_FollowContractAndTileConsistently loads each bundled DAN
+// model that is present, and reports how much its output depends on where the
+// tile grid falls: the frame is upscaled as is and shifted by half a tile
+// stride, and the common part compared. DAN's FFT is global per tile, so this
+// (not a whole-image run, which a fixed-tile model cannot do) is its seam figure.
+func TestBundledModels_FollowContractAndTileConsistently(t *testing.T) {
+	for _, s := range []int{2, 4} {
+		t.Run(fmt.Sprintf("x%d", s), func(t *testing.T) {
+			path, err := DefaultModelPath(s)
+			if err != nil {
+				t.Skipf("bundled model not present: %v", err)
+			}
+			u := load(t, path, ModelOptions{})
+			if u.Scale() != s {
+				t.Fatalf("%s is x%d", path, u.Scale())
+			}
+			info := u.Info()
+			f := texture(200, 150, 3)
+			d := (info.Tile - info.Overlap) / 2
+			shifted := frame.New(f.W-d, f.H-d)
+			for y := 0; y < shifted.H; y++ {
+				copy(shifted.Pix[y*shifted.W*3:(y+1)*shifted.W*3], f.Pix[((y+d)*f.W+d)*3:])
+			}
+			a, b := upscale(t, u, f), upscale(t, u, shifted)
+			// Compare away from the frame borders, where padding differs.
+			m := 2 * info.Overlap * s
+			var se float64
+			n := 0
+			for y := m; y < b.H-m; y++ {
+				for x := m; x < b.W-m; x++ {
+					for c := 0; c < 3; c++ {
+						v := float64(a.Pix[((y+d*s)*a.W+x+d*s)*3+c]) - float64(b.Pix[(y*b.W+x)*3+c])
+						se += v * v
+						n++
+					}
+				}
+			}
+			p := 10 * math.Log10(255*255/(se/float64(n)+1e-12))
+			t.Logf("%s (tile %d, overlap %d): output with the tile grid shifted by %d px agrees to %.1f dB PSNR", info.Name, info.Tile, info.Overlap, d, p)
+			if n == 0 || p < 30 {
+				t.Errorf("tiling changes the output too much: %.1f dB", p)
+			}
+		})
+	}
+}
