@@ -314,9 +314,6 @@ func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), status)
 		return
 	}
-	s.mu.Lock()
-	s.sessions[sess.id] = sess
-	s.mu.Unlock()
 	s.log.Info("transport: viewer joined", "stream", name, "variant", variant, "session", sess.id[:8], "codec", sess.codec)
 
 	loc := "/api/streams/" + name + "/whep/" + sess.id

@@ -219,6 +219,10 @@ func (s *Server) startSession(ctx context.Context, b *Broadcaster, offer string)
 	}
 	sess.sub = sub
 
+	// Registered before anything can close it, so close always finds it to forget.
+	s.mu.Lock()
+	s.sessions[sess.id] = sess
+	s.mu.Unlock()
 	pc.OnConnectionStateChange(sess.onState)
 	sess.armReaper() // a viewer that never connects is reaped like one that vanished
 	go sess.readRTCP(sender)

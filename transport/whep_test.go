@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"image/jpeg"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -313,4 +316,88 @@ func TestHTTPPagesHealthAndAPI(t *testing.T) {
 	if r, body := get("/healthz"); r.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "error") {
 		t.Fatalf("healthz with a failed stream: %d %s", r.StatusCode, body)
 	}
+}
+
+// blackholeConn is a UDP socket that can go silent at once, like a viewer
+// whose laptop lid closed: no DTLS close, no RTCP BYE, nothing.
+type blackholeConn struct {
+	net.PacketConn
+	dead atomic.Bool
+}
+
+func (c *blackholeConn) WriteTo(b []byte, a net.Addr) (int, error) {
+	if c.dead.Load() {
+		return len(b), nil
+	}
+	return c.PacketConn.WriteTo(b, a)
+}
+
+func (c *blackholeConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, a, err := c.PacketConn.ReadFrom(b)
+		if err != nil || !c.dead.Load() {
+			return n, a, err
+		}
+	}
+}
+
+func TestWHEPReapsViewerThatVanishes(t *testing.T) {
+	cat := newTestCatalog()
+	b := NewBroadcaster("cam", VariantEnhanced, EncoderOptions{})
+	defer b.Close()
+	cat.add(b)
+	feed(t, b, 160, 96)
+	srv, base := newTestServer(t, cat, ServerOptions{ICEDisconnectedTimeout: time.Second, ReapAfter: 3 * time.Second})
+
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hole := &blackholeConn{PacketConn: udp}
+	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: hole})
+	defer mux.Close()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: vp8Cap, PayloadType: 96}, webrtc.RTPCodecTypeVideo); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetICEUDPMux(mux)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var got atomic.Int64
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			if _, _, err := tr.ReadRTP(); err != nil {
+				return
+			}
+			got.Add(1)
+		}
+	})
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
+		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, _ := pc.CreateOffer(nil)
+	g := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-g
+	resp := post(t, base+"/api/streams/cam/whep", "application/sdp", pc.LocalDescription().SDP)
+	answer := readBody(t, resp)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("status %d: %s", resp.StatusCode, answer)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "RTP on the soon-vanishing viewer", func() bool { return got.Load() > 10 })
+	hole.dead.Store(true)
+	waitFor(t, "the vanished viewer to be reaped", func() bool { return srv.Sessions() == 0 && b.Viewers() == 0 })
 }
