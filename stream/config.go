@@ -53,6 +53,11 @@ type StreamConfig struct {
 	Cache    *bool         `yaml:"cache"`    // temporal tile cache, default on
 	Bitrate  int           `yaml:"bitrate_kbps"`
 	Keyframe time.Duration `yaml:"keyframe_interval"`
+	// OnDemand starts capture and SR when the first viewer (WebRTC, RTSP or a
+	// snapshot) arrives and stops them IdleTimeout after the last one leaves.
+	// Off by default: a stream runs always, as MediaMTX's sources do.
+	OnDemand    bool          `yaml:"on_demand"`
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // CacheEnabled reports the effective tile-cache switch (default on).
@@ -74,6 +79,16 @@ func LoadConfig(path string) (Config, error) {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// ValidateStream checks one stream's settings as the config file would (for the runtime API).
+func ValidateStream(name string, s StreamConfig) (StreamConfig, error) {
+	c := Config{Streams: map[string]StreamConfig{name: s}}
+	c.applyDefaults()
+	if err := c.validate(func(...string) int { return 0 }); err != nil {
+		return StreamConfig{}, err
+	}
+	return c.Streams[name], nil
 }
 
 // ParseConfig expands ${VAR} and ${VAR:-default} from the environment, decodes
@@ -131,6 +146,9 @@ func (c *Config) applyDefaults() {
 		}
 		if s.Keyframe == 0 {
 			s.Keyframe = 2 * time.Second
+		}
+		if s.IdleTimeout == 0 {
+			s.IdleTimeout = 10 * time.Second
 		}
 		c.Streams[name] = s
 	}
@@ -192,6 +210,9 @@ func (c *Config) validate(line func(path ...string) int) error {
 		}
 		if s.Keyframe < 100*time.Millisecond || s.Keyframe > time.Minute {
 			bad(p("keyframe_interval"), "must be 100ms..1m, got %s", s.Keyframe)
+		}
+		if s.IdleTimeout < time.Second || s.IdleTimeout > time.Hour {
+			bad(p("idle_timeout"), "must be 1s..1h, got %s", s.IdleTimeout)
 		}
 	}
 	return errors.Join(errs...)

@@ -2,12 +2,13 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sort"
 	"sync"
-
-	"golang.org/x/sync/errgroup"
+	"time"
 
 	"github.com/danstream/danstream/capture"
 	"github.com/danstream/danstream/sr"
@@ -20,17 +21,30 @@ const (
 	VariantOriginal = transport.VariantOriginal
 )
 
-// Manager owns every configured stream. It implements transport.Catalog.
+// ErrNotFound is returned for a stream name that is not configured.
+var ErrNotFound = errors.New("stream not found")
+
+// Manager owns every stream. It implements transport.Catalog and the runtime
+// API (Put/Delete/Apply): a stream added, changed or removed leaves every other
+// stream and its viewers untouched.
 type Manager struct {
-	log     *slog.Logger
+	log *slog.Logger
+
 	mu      sync.RWMutex
+	ctx     context.Context // set by Run; streams added before Run start then
 	streams map[string]*managed
-	order   []string
+	wg      sync.WaitGroup
 }
 
+// managed is one stream: its config, its pipeline and broadcasters, and the
+// cancel of its running Run loop (nil while stopped / idle).
 type managed struct {
+	cfg                StreamConfig
 	p                  *Pipeline
 	enhanced, original *transport.Broadcaster
+	cancel             context.CancelFunc
+	done               chan struct{}
+	idleSince          time.Time
 }
 
 // NewManager loads every stream's model and prepares its pipeline; nothing runs
@@ -44,9 +58,7 @@ func NewManager(cfg Config, log *slog.Logger) (*Manager, error) {
 			return nil, fmt.Errorf("stream %q: %w", name, err)
 		}
 		m.streams[name] = ms
-		m.order = append(m.order, name)
 	}
-	sort.Strings(m.order)
 	return m, nil
 }
 
@@ -76,6 +88,7 @@ func buildStream(name string, sc StreamConfig, log *slog.Logger) (*managed, erro
 	}
 	enc := transport.EncoderOptions{BitrateKbps: sc.Bitrate, KeyframeInterval: max(1, int(sc.Keyframe.Seconds()*fps))}
 	ms := &managed{
+		cfg:      sc,
 		enhanced: transport.NewBroadcaster(name, VariantEnhanced, enc),
 		original: transport.NewBroadcaster(name, VariantOriginal, enc),
 	}
@@ -85,31 +98,204 @@ func buildStream(name string, sc StreamConfig, log *slog.Logger) (*managed, erro
 	return ms, nil
 }
 
-// Run runs every pipeline until ctx ends.
+// Run starts the always-on streams, stops idle on-demand ones, and returns
+// when ctx ends and every pipeline has stopped.
 func (m *Manager) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	m.mu.RLock()
+	m.mu.Lock()
+	m.ctx = ctx
 	for _, ms := range m.streams {
-		g.Go(func() error { return ms.p.Run(ctx) })
+		if !ms.cfg.OnDemand {
+			m.startLocked(ms)
+		}
 	}
-	m.mu.RUnlock()
-	return g.Wait()
+	m.mu.Unlock()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.wg.Wait()
+			return nil
+		case now := <-tick.C:
+			m.reapIdle(now)
+		}
+	}
 }
 
-// Close releases encoders, viewers and ORT sessions.
+// startLocked starts a stream's Run loop if it is not running. Callers hold m.mu.
+func (m *Manager) startLocked(ms *managed) {
+	if ms.cancel != nil || m.ctx == nil || m.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(m.ctx)
+	ms.cancel, ms.done, ms.idleSince = cancel, make(chan struct{}), time.Time{}
+	m.wg.Add(1)
+	go func(p *Pipeline, done chan struct{}) {
+		defer m.wg.Done()
+		defer close(done)
+		if err := p.Run(ctx); err != nil {
+			m.log.Error("stream stopped", "stream", p.Name, "err", err)
+		}
+	}(ms.p, ms.done)
+}
+
+// stop cancels a stream's Run loop and waits for it. Callers must not hold m.mu.
+func stop(ms *managed) {
+	if ms.cancel != nil {
+		ms.cancel()
+		<-ms.done
+		ms.cancel = nil
+	}
+}
+
+// reapIdle stops on-demand streams that have had no viewer for their idle timeout.
+func (m *Manager) reapIdle(now time.Time) {
+	var idle []*managed
+	m.mu.Lock()
+	for _, ms := range m.streams {
+		if !ms.cfg.OnDemand || ms.cancel == nil {
+			continue
+		}
+		if ms.enhanced.Viewers()+ms.original.Viewers() > 0 {
+			ms.idleSince = time.Time{}
+			continue
+		}
+		if ms.idleSince.IsZero() {
+			ms.idleSince = now
+		} else if now.Sub(ms.idleSince) >= ms.cfg.IdleTimeout {
+			idle = append(idle, ms)
+		}
+	}
+	m.mu.Unlock()
+	for _, ms := range idle {
+		m.log.Info("on-demand stream idle, stopping", "stream", ms.p.Name)
+		m.mu.Lock()
+		cancel, done := ms.cancel, ms.done
+		ms.cancel = nil
+		m.mu.Unlock()
+		if cancel != nil {
+			cancel()
+			<-done
+		}
+	}
+}
+
+// Put adds a stream or replaces one whose settings changed; an unchanged
+// stream is left alone (its viewers stay connected). The new stream's model is
+// loaded before the old one is touched, so a bad config changes nothing.
+func (m *Manager) Put(name string, sc StreamConfig) (changed bool, err error) {
+	sc, err = ValidateStream(name, sc)
+	if err != nil {
+		return false, err
+	}
+	m.mu.RLock()
+	old := m.streams[name]
+	m.mu.RUnlock()
+	if old != nil && reflect.DeepEqual(old.cfg, sc) {
+		return false, nil
+	}
+	ms, err := buildStream(name, sc, m.log)
+	if err != nil {
+		return false, fmt.Errorf("stream %q: %w", name, err)
+	}
+	if old != nil {
+		m.remove(name, old)
+	}
+	m.mu.Lock()
+	m.streams[name] = ms
+	if !sc.OnDemand {
+		m.startLocked(ms)
+	}
+	m.mu.Unlock()
+	m.log.Info("stream configured", "stream", name, "source", capture.Redact(sc.Source), "replaced", old != nil)
+	return true, nil
+}
+
+// Delete removes a stream, closing its viewers.
+func (m *Manager) Delete(name string) error {
+	m.mu.RLock()
+	ms := m.streams[name]
+	m.mu.RUnlock()
+	if ms == nil {
+		return fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	m.remove(name, ms)
+	m.log.Info("stream removed", "stream", name)
+	return nil
+}
+
+func (m *Manager) remove(name string, ms *managed) {
+	m.mu.Lock()
+	if m.streams[name] == ms {
+		delete(m.streams, name)
+	}
+	m.mu.Unlock()
+	stop(ms)
+	closeStream(ms, m.log)
+}
+
+func closeStream(ms *managed, log *slog.Logger) {
+	ms.enhanced.Close()
+	ms.original.Close()
+	if err := ms.p.Close(); err != nil {
+		log.Warn("close", "stream", ms.p.Name, "err", err)
+	}
+}
+
+// Apply makes the running set match cfg (hot reload): streams that are gone are
+// removed, new and changed ones are (re)built, unchanged ones are untouched.
+// Every stream is tried; the errors of those that failed are returned together.
+func (m *Manager) Apply(cfg Config) error {
+	var errs []error
+	for _, name := range m.names() {
+		if _, ok := cfg.Streams[name]; !ok {
+			errs = append(errs, m.Delete(name))
+		}
+	}
+	names := make([]string, 0, len(cfg.Streams))
+	for n := range cfg.Streams {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if _, err := m.Put(n, cfg.Streams[n]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Config returns a stream's effective settings.
+func (m *Manager) Config(name string) (StreamConfig, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ms, ok := m.streams[name]
+	if !ok {
+		return StreamConfig{}, false
+	}
+	return ms.cfg, true
+}
+
+func (m *Manager) names() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]string, 0, len(m.streams))
+	for n := range m.streams {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Close stops every stream and releases encoders, viewers and ORT sessions.
 func (m *Manager) Close() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, ms := range m.streams {
-		if ms.enhanced != nil {
-			ms.enhanced.Close()
-			ms.original.Close()
-		}
-		if ms.p != nil {
-			if err := ms.p.Close(); err != nil {
-				m.log.Warn("close", "stream", ms.p.Name, "err", err)
-			}
-		}
+	all := m.streams
+	m.streams = map[string]*managed{}
+	m.mu.Unlock()
+	for _, ms := range all {
+		stop(ms)
+		closeStream(ms, m.log)
 	}
 }
 
@@ -117,34 +303,58 @@ func (m *Manager) Close() {
 func (m *Manager) Statuses() []Status {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	out := make([]Status, 0, len(m.order))
-	for _, n := range m.order {
-		out = append(out, m.streams[n].p.Status())
+	out := make([]Status, 0, len(m.streams))
+	for _, n := range m.namesLocked() {
+		ms := m.streams[n]
+		st := ms.p.Status()
+		if ms.cfg.OnDemand && ms.cancel == nil {
+			st.State = StateIdle
+		}
+		out = append(out, st)
 	}
 	return out
 }
 
-// Broadcaster returns the fan-out point of a stream variant.
+func (m *Manager) namesLocked() []string {
+	out := make([]string, 0, len(m.streams))
+	for n := range m.streams {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Broadcaster returns the fan-out point of a stream variant. For an on-demand
+// stream this is the demand signal: it starts the pipeline.
 func (m *Manager) Broadcaster(name, variant string) (*transport.Broadcaster, bool) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	ms, ok := m.streams[name]
 	if !ok {
 		return nil, false
 	}
+	var b *transport.Broadcaster
 	switch variant {
 	case "", VariantEnhanced:
-		return ms.enhanced, true
+		b = ms.enhanced
 	case VariantOriginal:
-		return ms.original, true
+		b = ms.original
+	default:
+		return nil, false
 	}
-	return nil, false
+	if ms.cfg.OnDemand {
+		m.startLocked(ms)
+		ms.idleSince = time.Time{}
+	}
+	return b, true
 }
 
 // List implements transport.Catalog.
 func (m *Manager) List() []transport.StreamStatus {
 	sts := m.Statuses()
 	out := make([]transport.StreamStatus, len(sts))
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	for i, s := range sts {
 		out[i] = transport.StreamStatus{
 			Name: s.Name, Source: s.Source, State: string(s.State), Error: s.Error,
@@ -152,11 +362,8 @@ func (m *Manager) List() []transport.StreamStatus {
 			Scale: s.Scale, Model: s.Model, FPSIn: s.FPSIn, FPSOut: s.FPSOut, SRMillis: s.SRMillis,
 			LatencyMs: s.Latency, Viewers: s.Viewers,
 		}
-		if b, ok := m.Broadcaster(s.Name, VariantEnhanced); ok {
-			out[i].Delivery = append(out[i].Delivery, b.Stats())
-		}
-		if b, ok := m.Broadcaster(s.Name, VariantOriginal); ok {
-			out[i].Delivery = append(out[i].Delivery, b.Stats())
+		if ms, ok := m.streams[s.Name]; ok {
+			out[i].Delivery = []transport.BroadcastStats{ms.enhanced.Stats(), ms.original.Stats()}
 		}
 	}
 	return out

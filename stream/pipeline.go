@@ -35,6 +35,7 @@ const (
 	StateRunning      State = "running"
 	StateReconnecting State = "reconnecting"
 	StateStopped      State = "stopped"
+	StateIdle         State = "idle" // on-demand stream with no viewers: healthy, not capturing
 )
 
 // Pipeline is one stream: its source, its upscalers and its sinks.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -24,6 +25,7 @@ func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", "configs/default.yaml", "config file")
 	listen := fs.String("listen", "", "override http.listen (host:port)")
+	reload := fs.Duration("reload-every", 2*time.Second, "check the config file for changes this often and apply them (0: off)")
 	rtspListen := fs.String("rtsp-listen", "", "override rtsp.listen (host:port)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -50,6 +52,9 @@ func runServe(ctx context.Context, args []string) error {
 	srv := transport.NewServer(mgr, transport.ServerOptions{LoopbackOnly: isLoopback(cfg.HTTP.Listen)})
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(ctx) })
+	if *reload > 0 {
+		g.Go(func() error { stream.WatchConfig(ctx, *cfgPath, *reload, mgr, slog.Default()); return nil })
+	}
 	g.Go(func() error { return srv.Run(ctx, cfg.HTTP.Listen) })
 	if !cfg.RTSP.Disabled {
 		relay := rtsp.New(mgr, cfg.RTSP.Listen, slog.Default())

@@ -1,0 +1,140 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/danstream/danstream/sr"
+)
+
+// testStream uses the tiny test model in sr/testdata so these tests need no trained model.
+func testStream(src string) StreamConfig {
+	return StreamConfig{Source: src, Model: "../sr/testdata/nearest_x4.onnx", Threads: 1}
+}
+
+func startManager(t *testing.T, cfg Config) *Manager {
+	t.Helper()
+	if err := sr.InitRuntime(""); err != nil {
+		t.Skipf("ONNX Runtime not available (run scripts/setup.sh): %v", err)
+	}
+	for n, s := range cfg.Streams {
+		v, err := ValidateStream(n, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Streams[n] = v
+	}
+	m, err := NewManager(cfg, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		m.Close()
+	})
+	return m
+}
+
+func stateOf(m *Manager, name string) State {
+	for _, s := range m.Statuses() {
+		if s.Name == name {
+			return s.State
+		}
+	}
+	return ""
+}
+
+func TestOnDemandStreamStartsOnFirstViewerAndStopsWhenIdle(t *testing.T) {
+	sc := testStream("synthetic:32x32@20")
+	sc.OnDemand, sc.IdleTimeout = true, time.Second
+	m := startManager(t, Config{Streams: map[string]StreamConfig{"od": sc}})
+	time.Sleep(300 * time.Millisecond)
+	if st := stateOf(m, "od"); st != StateIdle {
+		t.Fatalf("state before any viewer = %s, want idle", st)
+	}
+	b, ok := m.Broadcaster("od", VariantEnhanced)
+	if !ok {
+		t.Fatal("no broadcaster")
+	}
+	waitFor(t, "on-demand stream to run", func() bool { return stateOf(m, "od") == StateRunning && !b.LatestFrame().Empty() })
+	// Nobody subscribed: after the idle timeout the pipeline stops again.
+	waitFor(t, "idle stop", func() bool { return stateOf(m, "od") == StateIdle })
+}
+
+func TestPutDeleteAndApplyLeaveOtherStreamsRunning(t *testing.T) {
+	m := startManager(t, Config{Streams: map[string]StreamConfig{
+		"a": testStream("synthetic:32x32@20"),
+		"b": testStream("synthetic:32x32@20"),
+	}})
+	waitFor(t, "a and b running", func() bool { return stateOf(m, "a") == StateRunning && stateOf(m, "b") == StateRunning })
+	bA, _ := m.Broadcaster("a", VariantEnhanced)
+
+	a, _ := m.Config("a")
+	if changed, err := m.Put("a", a); err != nil || changed {
+		t.Fatalf("Put of an unchanged stream: changed=%v err=%v, want a no-op", changed, err)
+	}
+	if changed, err := m.Put("b", testStream("synthetic:48x32@20")); err != nil || !changed {
+		t.Fatalf("Put changed b: changed=%v err=%v", changed, err)
+	}
+	if _, err := m.Put("c", StreamConfig{Source: "synthetic:32x32", Model: "/nonexistent/model.onnx"}); err == nil {
+		t.Fatal("Put with a missing model succeeded")
+	}
+	if _, err := m.Put("c", StreamConfig{Source: "synthetic:32x32", Scale: 3}); err == nil {
+		t.Fatal("Put with scale 3 succeeded")
+	}
+	if err := m.Delete("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Delete unknown: %v", err)
+	}
+	if err := m.Apply(Config{Streams: map[string]StreamConfig{"a": a, "d": testStream("synthetic:32x32@20")}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "d running", func() bool { return stateOf(m, "d") == StateRunning })
+	if _, ok := m.Config("b"); ok {
+		t.Fatal("b still configured after Apply without it")
+	}
+	if b2, _ := m.Broadcaster("a", VariantEnhanced); b2 != bA || stateOf(m, "a") != StateRunning {
+		t.Fatal("unchanged stream a was rebuilt or stopped by Put/Apply of others")
+	}
+}
+
+func TestWatchConfigAppliesEditsAndIgnoresBrokenFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/c.yaml"
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "streams:\n  a: {source: 'synthetic:32x32@20', model: ../sr/testdata/nearest_x4.onnx, threads: 1}\n"
+	write(base)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startManager(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go WatchConfig(ctx, path, 50*time.Millisecond, m, slog.Default())
+	waitFor(t, "a running", func() bool { return stateOf(m, "a") == StateRunning })
+	bA, _ := m.Broadcaster("a", VariantEnhanced)
+
+	write(base + "  b: {source: 'synthetic:32x32@20', model: ../sr/testdata/nearest_x4.onnx, threads: 1}\n")
+	waitFor(t, "b added by reload", func() bool { return stateOf(m, "b") == StateRunning })
+	write(base + "  b: {source: 'synthetic:32x32@20', scale: 3}\n") // invalid: ignored as a whole
+	time.Sleep(300 * time.Millisecond)
+	if stateOf(m, "b") != StateRunning {
+		t.Fatal("an invalid config file changed the running streams")
+	}
+	if b2, _ := m.Broadcaster("a", VariantEnhanced); b2 != bA {
+		t.Fatal("unchanged stream a was rebuilt by a reload")
+	}
+}

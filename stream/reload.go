@@ -1,0 +1,47 @@
+package stream
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+)
+
+// WatchConfig reloads the config file when it changes (polled: works on every
+// filesystem, including bind mounts where inotify does not) and applies the
+// streams to m. A file that does not parse or validate is logged and ignored:
+// the running streams stay as they are. Listen addresses need a restart.
+func WatchConfig(ctx context.Context, path string, every time.Duration, m *Manager, log *slog.Logger) {
+	stamp := func() (time.Time, int64) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return time.Time{}, -1
+		}
+		return fi.ModTime(), fi.Size()
+	}
+	lastMod, lastSize := stamp()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		mod, size := stamp()
+		if size < 0 || (mod.Equal(lastMod) && size == lastSize) {
+			continue
+		}
+		lastMod, lastSize = mod, size
+		cfg, err := LoadConfig(path)
+		if err != nil {
+			log.Error("config reload rejected; keeping the running streams", "err", err)
+			continue
+		}
+		if err := m.Apply(cfg); err != nil {
+			log.Error("config reload applied with errors", "err", err)
+			continue
+		}
+		log.Info("config reloaded", "path", path, "streams", len(cfg.Streams))
+	}
+}
