@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/danstream/danstream/capture"
 	"github.com/danstream/danstream/frame"
 	"github.com/danstream/danstream/sr"
 )
@@ -37,6 +38,7 @@ type benchRun struct {
 
 type benchReport struct {
 	Input         string     `json:"input"`
+	HasHR         bool       `json:"has_hr"` // false for synthetic: (no PSNR vs HR)
 	Model         string     `json:"model"`
 	Provider      string     `json:"provider"`
 	BatchSize     int        `json:"batch_size"`
@@ -79,11 +81,43 @@ func runBench(ctx context.Context, args []string) error {
 	if ef.scale == 0 && ef.model == "" {
 		ef.scale = 2
 	}
-	vr, err := openVideo(ctx, *input)
-	if err != nil {
-		return err
+	var s int // the model's scale, known once it is loaded
+	// A video's frames are the HR truth and are area-downscaled to make the LR
+	// input; a synthetic: camera (the default stream's source) is LR already
+	// and has no truth, so only speed and cache figures come out.
+	var next func() (lr frame.Frame, hr []byte, err error)
+	total := *frames
+	if strings.HasPrefix(*input, "synthetic:") {
+		src, err := capture.Open(ctx, *input, capture.Options{Seed: 1})
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		next = func() (frame.Frame, []byte, error) {
+			f, err := src.Next(ctx)
+			return f, nil, err
+		}
+		if total <= 0 {
+			total = 300
+		}
+	} else {
+		vr, err := openVideo(ctx, *input)
+		if err != nil {
+			return err
+		}
+		defer vr.Close()
+		if total <= 0 || (vr.Frames > 0 && vr.Frames < total) {
+			total = vr.Frames
+		}
+		next = func() (frame.Frame, []byte, error) {
+			hr, err := vr.Next()
+			if err != nil {
+				return frame.Frame{}, nil, err
+			}
+			pix, w, h := sr.ResizeArea(hr.Pix, hr.W, hr.H, s)
+			return frame.Frame{Pix: pix, W: w, H: h, Seq: hr.Seq, Reset: hr.Reset}, cropFrame(hr, w*s, h*s), nil
+		}
 	}
-	defer vr.Close()
 	off, err := ef.load(false)
 	if err != nil {
 		return err
@@ -95,22 +129,18 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	defer on.Close()
 	on.SetCache(true, sr.CacheOptions{Threshold: *threshold, TextureThreshold: *texture, RefreshFrames: *refresh})
-	s := on.Scale()
+	s = on.Scale()
 	bic := sr.NewBicubic(s)
 
-	total := *frames
-	if total <= 0 || (vr.Frames > 0 && vr.Frames < total) {
-		total = vr.Frames
-	}
 	bar := newProgress(os.Stderr, total)
 	var durOff, durOn time.Duration
 	var psnrOff, psnrOn, psnrBic, psnrOnOff float64
 	n, lrW, lrH := 0, 0, 0
-	for *frames <= 0 || n < *frames {
+	for n < total {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		hr, err := vr.Next()
+		lr, hrPix, err := next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -121,11 +151,8 @@ func runBench(ctx context.Context, args []string) error {
 			fmt.Fprintf(os.Stderr, "\nstopping at frame %d: %v\n", n, err)
 			break
 		}
-		pix, w, h := sr.ResizeArea(hr.Pix, hr.W, hr.H, s)
-		lr := frame.Frame{Pix: pix, W: w, H: h, Seq: hr.Seq, Reset: hr.Reset}
+		w, h := lr.W, lr.H
 		lrW, lrH = w, h
-		hrPix := cropFrame(hr, w*s, h*s)
-
 		t0 := time.Now()
 		oOff, err := off.Upscale(ctx, lr)
 		durOff += time.Since(t0)
@@ -138,17 +165,19 @@ func runBench(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("%s frame %d: %w", *input, n, err)
 		}
-		oBic, _ := bic.Upscale(ctx, lr)
-		p := func(a []byte) float64 {
-			v, err := sr.PSNRY(a, hrPix, w*s, h*s, s)
-			if err != nil {
-				return 0
+		if hrPix != nil {
+			oBic, _ := bic.Upscale(ctx, lr)
+			p := func(a []byte) float64 {
+				v, err := sr.PSNRY(a, hrPix, w*s, h*s, s)
+				if err != nil {
+					return 0
+				}
+				return v
 			}
-			return v
+			psnrOff += p(oOff.Pix)
+			psnrOn += p(oOn.Pix)
+			psnrBic += p(oBic.Pix)
 		}
-		psnrOff += p(oOff.Pix)
-		psnrOn += p(oOn.Pix)
-		psnrBic += p(oBic.Pix)
 		if v, err := sr.PSNRY(oOn.Pix, oOff.Pix, w*s, h*s, s); err == nil {
 			psnrOnOff += min(v, 100) // identical frames: count as 100 dB, not +Inf
 		}
@@ -163,7 +192,7 @@ func runBench(ctx context.Context, args []string) error {
 	rep := benchReport{
 		Input: *input, Model: on.Info().Name, Provider: on.Provider(), BatchSize: on.BatchSize(), Scale: s,
 		LRSize: fmt.Sprintf("%dx%d", lrW, lrH), CPU: fmt.Sprintf("%s, %d cores", cpuName(), runtime.NumCPU()),
-		BicubicPSNRY: psnrBic / fn, OnVsOffPSNRY: psnrOnOff / fn,
+		BicubicPSNRY: psnrBic / fn, OnVsOffPSNRY: psnrOnOff / fn, HasHR: !strings.HasPrefix(*input, "synthetic:"),
 	}
 	for _, r := range []struct {
 		label string
@@ -196,13 +225,23 @@ func runBench(ctx context.Context, args []string) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tfps\tms/frame\ttiles inferred/frame\thit rate\tinfer ms/frame\toverhead ms/frame\tPSNR-Y vs HR\t")
 	for _, r := range rep.Runs {
-		fmt.Fprintf(tw, "%s\t%.2f\t%.1f\t%.2f of %d\t%.1f%%\t%.1f\t%.1f (%.1f%%)\t%.3f dB\t\n", r.Label, r.FPS, r.MsPerFrame,
-			r.TilesPerFrame, r.TilesInFrame, 100*r.HitRate, r.InferMsFrame, r.OverheadMsFrame, r.OverheadPct, r.PSNRY)
+		q := "-"
+		if rep.HasHR {
+			q = fmt.Sprintf("%.3f dB", r.PSNRY)
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%.1f\t%.2f of %d\t%.1f%%\t%.1f\t%.1f (%.1f%%)\t%s\t\n", r.Label, r.FPS, r.MsPerFrame,
+			r.TilesPerFrame, r.TilesInFrame, 100*r.HitRate, r.InferMsFrame, r.OverheadMsFrame, r.OverheadPct, q)
 	}
-	fmt.Fprintf(tw, "bicubic\t\t\t\t\t\t\t%.3f dB\t\n", rep.BicubicPSNRY)
+	if rep.HasHR {
+		fmt.Fprintf(tw, "bicubic\t\t\t\t\t\t\t%.3f dB\t\n", rep.BicubicPSNRY)
+	}
 	tw.Flush()
-	fmt.Printf("cache: %.2fx fewer tile inferences, %.2fx fps, PSNR-Y drop %.3f dB (cache-on vs cache-off output: %.1f dB)\n",
-		rep.TileReduction, rep.Speedup, rep.PSNRDropDB, rep.OnVsOffPSNRY)
+	drop := "n/a (no HR)"
+	if rep.HasHR {
+		drop = fmt.Sprintf("%.3f dB", rep.PSNRDropDB)
+	}
+	fmt.Printf("cache: %.2fx fewer tile inferences, %.2fx fps, PSNR-Y drop %s (cache-on vs cache-off output: %.1f dB)\n",
+		rep.TileReduction, rep.Speedup, drop, rep.OnVsOffPSNRY)
 	return nil
 }
 
