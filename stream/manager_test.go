@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,5 +137,29 @@ func TestWatchConfigAppliesEditsAndIgnoresBrokenFiles(t *testing.T) {
 	}
 	if b2, _ := m.Broadcaster("a", VariantEnhanced); b2 != bA {
 		t.Fatal("unchanged stream a was rebuilt by a reload")
+	}
+}
+
+func TestWriteMetricsExposesPerStreamAndProcessSeries(t *testing.T) {
+	m := startManager(t, Config{Streams: map[string]StreamConfig{"cam-1": testStream("synthetic:32x32@20")}})
+	waitFor(t, "cam-1 running", func() bool { return stateOf(m, "cam-1") == StateRunning })
+	var buf strings.Builder
+	m.WriteMetrics(&buf)
+	out := buf.String()
+	for _, want := range []string{
+		`danstream_stream_up{stream="cam-1",state="running"} 1`,
+		`danstream_stream_sr_ms_bucket{stream="cam-1",le="+Inf"}`,
+		`danstream_stream_tiles_inferred_total{stream="cam-1"}`,
+		`danstream_stream_bytes_sent_total{stream="cam-1",variant="original"}`,
+		`danstream_stream_reconnects_total{stream="cam-1"} 0`,
+		"danstream_process_goroutines ",
+		"danstream_process_resident_memory_bytes ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(out, "danstream_stream_frames_total{stream=\"cam-1\"} 0\n") {
+		t.Error("frames_total is 0 for a running stream")
 	}
 }

@@ -53,6 +53,7 @@ type Pipeline struct {
 	status Status
 
 	framesIn, framesOut atomic.Uint64
+	srHist              histogram
 }
 
 // Status is a snapshot of a pipeline for the API, the page and metrics.
@@ -187,6 +188,7 @@ func (p *Pipeline) consume(ctx context.Context, src capture.Source) error {
 			continue
 		}
 		t2 := time.Now()
+		p.srHist.observe(ms(t2.Sub(t1)))
 		p.enhanced.WriteFrame(out)
 		// The original view costs a bicubic resize and an encode; do it for its
 		// viewers, and about once a second otherwise so snapshots stay fresh.
