@@ -14,6 +14,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"sync"
@@ -316,7 +317,7 @@ func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("transport: viewer joined", "stream", name, "variant", variant, "session", sess.id[:8], "codec", sess.codec)
 
-	loc := "/api/streams/" + name + "/whep/" + sess.id
+	loc := "/api/streams/" + url.PathEscape(name) + "/whep/" + sess.id
 	w.Header().Set("Location", loc)
 	w.Header().Set("ETag", `"`+sess.id+`"`)
 	w.Header().Set("Content-Type", "application/sdp")
