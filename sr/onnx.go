@@ -113,7 +113,7 @@ func LoadModel(path string, opts ModelOptions) (*ONNXUpscaler, error) {
 			}
 			u.releaseSession()
 		}
-		why = append(why, fmt.Sprintf("%s: %v", p, oneLine(err)))
+		why = append(why, fmt.Sprintf("%s: %s", p, providerHint(err)))
 	}
 	if u.sess == nil {
 		return nil, fmt.Errorf("sr: model %s: no execution provider could run it: %s", path, strings.Join(why, "; "))
@@ -426,6 +426,23 @@ func (u *ONNXUpscaler) run(ctx context.Context, pix []byte, tiles []placed, sink
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// providerHint turns ONNX Runtime's provider-loading failures into one short
+// line that says what is missing.
+func providerHint(err error) string {
+	s := oneLine(err)
+	switch {
+	case strings.Contains(s, "providers_shared.so"):
+		return "this ONNX Runtime build has no GPU providers (no libonnxruntime_providers_*.so beside " + RuntimeLibrary() + "; the Dockerfile's image has the GPU build)"
+	case strings.Contains(s, "not enabled in this build"):
+		return "this ONNX Runtime build (" + RuntimeLibrary() + ") has no GPU support: " + s
+	case strings.Contains(s, "libcudart") || strings.Contains(s, "libcublas") || strings.Contains(s, "libcudnn"):
+		return "CUDA libraries missing: " + s
+	case strings.Contains(s, "libnvinfer"):
+		return "TensorRT libraries missing: " + s
+	}
+	return s
+}
 
 func oneLine(err error) string {
 	s := err.Error()
