@@ -60,7 +60,8 @@ type tileCache struct {
 	luma    []byte    // this frame's luma
 	refLuma []byte    // per pixel: luma its HR pixels were made from
 	covered []bool
-	rr      int     // next refresh tile
+	age     []int   // per refresh tile: frames since it last ran
+	picked  []bool  // per refresh tile, this frame
 	credit  float64 // refresh tiles owed (fractional)
 }
 
@@ -179,18 +180,79 @@ func (c *tileCache) plan(g *grid, pix []byte, reset bool) (tiles []placed, full 
 	if !ok || len(tiles) >= g.numTiles() {
 		return nil, true, "scene change" // the grid is as cheap, and seamless by construction
 	}
-	// Round-robin refresh over a grid whose tiles' full-weight regions abut:
-	// nr/N tiles per frame on average (the fraction carries over).
-	nr := len(g.rx) * len(g.ry)
-	c.credit += float64(nr) / float64(c.opts.RefreshFrames)
+	return append(tiles, c.refresh(g)...), false, ""
+}
+
+// refresh picks this frame's share of the refresh grid (whose tiles' solid
+// regions abut): nr/N tiles per frame on average, the fraction carried over.
+// Tiles N frames old are always taken; the rest of the share goes to the
+// tiles whose input drifted most below the thresholds (then the oldest), so
+// the budget goes where the kept output is most stale.
+func (c *tileCache) refresh(g *grid) []placed {
+	nrx := len(g.rx)
+	nr := nrx * len(g.ry)
+	if len(c.age) != nr {
+		c.age = make([]int, nr)
+		c.picked = make([]bool, nr)
+	}
+	N := c.opts.RefreshFrames
+	c.credit += float64(nr) / float64(N)
 	k := int(c.credit)
 	c.credit -= float64(k)
-	for i := 0; i < k; i++ {
-		t := (c.rr + i) % (len(g.rx) * len(g.ry))
-		tiles = append(tiles, placed{g.rx[t%len(g.rx)], g.ry[t/len(g.rx)]})
+	var out []placed
+	take := func(t int) {
+		c.picked[t] = true
+		c.age[t] = 0
+		out = append(out, placed{g.rx[t%nrx], g.ry[t/nrx]})
 	}
-	c.rr = (c.rr + k) % (len(g.rx) * len(g.ry))
-	return tiles, false, ""
+	for t := range c.age {
+		c.age[t]++
+		c.picked[t] = false
+	}
+	for t, a := range c.age {
+		if a >= N {
+			take(t)
+		}
+	}
+	for len(out) < k {
+		best, bestP := -1, -1.0
+		for t := range c.age {
+			if c.picked[t] {
+				continue
+			}
+			if p := c.drift(g, t) + float64(c.age[t])/float64(N); p > bestP {
+				best, bestP = t, p
+			}
+		}
+		if best < 0 {
+			break
+		}
+		take(best)
+	}
+	return out
+}
+
+// drift is the mean change score (relative to the thresholds) of the blocks
+// in refresh tile t's solid region that no change tile covers this frame.
+func (c *tileCache) drift(g *grid, t int) float64 {
+	xa, xb := g.solid(g.rx[t%len(g.rx)], g.Wp)
+	ya, yb := g.solid(g.ry[t/len(g.rx)], g.Hp)
+	bx0, bx1 := max(xa, 0)/blockSize, min((min(xb, g.W)+blockSize-1)/blockSize, g.nbx)
+	by0, by1 := max(ya, 0)/blockSize, min((min(yb, g.H)+blockSize-1)/blockSize, g.nby)
+	var sum float64
+	n := 0
+	for by := by0; by < by1; by++ {
+		for bx := bx0; bx < bx1; bx++ {
+			if i := by*g.nbx + bx; !c.covered[i] {
+				sum += float64(c.score[i])
+				n++
+			}
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
 }
 
 // cover places tiles greedily, in raster order of the first uncovered changed
@@ -254,6 +316,7 @@ func (c *tileCache) commitFull() {
 	}
 	copy(c.ref, c.bm)
 	copy(c.refLuma, c.luma)
+	clear(c.age)
 	c.valid = true
 }
 
