@@ -205,3 +205,45 @@ func TestCache_MetricsCountFrames(t *testing.T) {
 		t.Errorf("metrics %+v", m)
 	}
 }
+
+func TestCache_TextureChangeWithSameMeanIsReinferred(t *testing.T) {
+	on := load(t, convX2, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: 1000}})
+	f := texture(120, 80, 1)
+	// A 16x16 checkerboard patch, then the same patch shifted by one pixel:
+	// every 4x4 block keeps its mean, only the texture moves.
+	board := func(shift int) frame.Frame {
+		g := clone(f)
+		for y := 40; y < 56; y++ {
+			for x := 40; x < 56; x++ {
+				v := byte(40)
+				if (x+y+shift)%2 == 0 {
+					v = 220
+				}
+				copy(g.Pix[(y*g.W+x)*3:], []byte{v, v, v})
+			}
+		}
+		return g
+	}
+	upscale(t, on, board(0))
+	upscale(t, on, board(1))
+	if m := on.Metrics().Last; m.Inferred != 1 {
+		t.Errorf("texture moved under unchanged block means: inferred %d tiles, want 1", m.Inferred)
+	}
+}
+
+func TestCache_NoiseLevelsBelowTheDefaultThresholds(t *testing.T) {
+	// Per-channel Gaussian sensor noise of these sigmas (levels) re-infers nothing.
+	for _, sigma := range []float64{1, 3, 5} {
+		on := load(t, convX2, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: 1 << 20}})
+		base := texture(200, 120, 1)
+		upscale(t, on, noisy(base, sigma, 0))
+		inferred := 0
+		for i := int64(1); i <= 4; i++ {
+			upscale(t, on, noisy(base, sigma, i))
+			inferred += on.Metrics().Last.Inferred
+		}
+		if inferred > 0 {
+			t.Errorf("noise sigma %.0f: %d tiles re-inferred over 4 frames", sigma, inferred)
+		}
+	}
+}
