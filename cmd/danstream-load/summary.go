@@ -242,8 +242,10 @@ func (r *runner) summarise(before, after *apiStreams, startFrames []int64, windo
 			}
 		}
 		// Once: no more encodes than input frames although N viewers watched,
-		// and the encoder was not recreated during the window.
-		ec.Once = ec.Encoded > 0 && ec.Encoded <= ec.FramesIn && ec.Restarts == 0
+		// and the encoder was not recreated during the window. The two counters
+		// are not read atomically (frames_in counts before the encode, frames
+		// after), so one frame in flight at either snapshot is allowed.
+		ec.Once = ec.Encoded > 0 && ec.Encoded <= ec.FramesIn+1 && ec.Restarts == 0
 		if ec.OtherEncoded > 0 {
 			ec.Note = "another codec's encoder also ran (another client watched in another codec)"
 		}
