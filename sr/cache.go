@@ -321,22 +321,23 @@ func (c *tileCache) commitFull() {
 }
 
 // commitTile records the blocks a freely placed tile fully refreshed: those
-// whose centre lies in its solid region (a changed block always lies wholly inside).
+// wholly inside its solid region. A block straddling the edge of the solid
+// region keeps its older reference: part of its HR pixels are only feathered.
 func (c *tileCache) commitTile(g *grid, t placed) {
 	xa, xb := g.solid(t.x, g.Wp)
 	ya, yb := g.solid(t.y, g.Hp)
 	for by := 0; by < g.nby; by++ {
-		cy := min(by*blockSize+blockSize/2, g.H-1)
-		if cy < ya || cy >= yb {
+		if !blockIn(by, ya, yb, g.H) {
 			continue
 		}
 		for bx := 0; bx < g.nbx; bx++ {
-			if cx := min(bx*blockSize+blockSize/2, g.W-1); cx >= xa && cx < xb {
-				c.ref[by*g.nbx+bx] = c.bm[by*g.nbx+bx]
-				x0, x1 := bx*blockSize, min(bx*blockSize+blockSize, g.W)
-				for y := by * blockSize; y < min(by*blockSize+blockSize, g.H); y++ {
-					copy(c.refLuma[y*g.W+x0:y*g.W+x1], c.luma[y*g.W+x0:y*g.W+x1])
-				}
+			if !blockIn(bx, xa, xb, g.W) {
+				continue
+			}
+			c.ref[by*g.nbx+bx] = c.bm[by*g.nbx+bx]
+			x0, x1 := bx*blockSize, min(bx*blockSize+blockSize, g.W)
+			for y := by * blockSize; y < min(by*blockSize+blockSize, g.H); y++ {
+				copy(c.refLuma[y*g.W+x0:y*g.W+x1], c.luma[y*g.W+x0:y*g.W+x1])
 			}
 		}
 	}

@@ -247,3 +247,41 @@ func TestCache_NoiseLevelsBelowTheDefaultThresholds(t *testing.T) {
 		}
 	}
 }
+
+func TestCache_RandomChangesStaySeamlessAtAnySize(t *testing.T) {
+	// Objects (3x3 pixels or larger: a lone pixel is below the noise guard and
+	// waits for the refresh; dark and bright by turns: the detector watches
+	// luma, so a hue change at equal brightness also waits) appear at random
+	// places in frames of awkward sizes; with a model without global
+	// operations the cached output must match a full run.
+	r := rand.New(rand.NewSource(9))
+	on := load(t, convX2, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: 7}})
+	off := load(t, convX2, ModelOptions{Cache: false})
+	for _, sz := range [][2]int{{97, 61}, {33, 140}, {20, 9}, {151, 100}} {
+		f := texture(sz[0], sz[1], int64(sz[0]))
+		upscale(t, on, f)
+		for i := 0; i < 6; i++ {
+			w, h := 3+r.Intn(sz[0]/2), 3+r.Intn(sz[1]/2)
+			f = paintGrey(f, r.Intn(sz[0]-w+1), r.Intn(sz[1]-h+1), w, h, grey(i))
+			got := upscale(t, on, f)
+			want := upscale(t, off, f)
+			if d, p := maxAbsDiff(got.Pix, want.Pix), PSNR(got.Pix, want.Pix); d > 3 || p < 50 {
+				m := on.Metrics().Last
+				t.Fatalf("%dx%d step %d (%d tiles, %q): cached vs full max diff %d, PSNR %.1f dB", sz[0], sz[1], i, m.Inferred, m.FullReason, d, p)
+			}
+		}
+	}
+}
+
+func grey(i int) byte { return byte(20 + 215*(i%2)) }
+
+// paintGrey fills a rectangle with a grey level.
+func paintGrey(f frame.Frame, x0, y0, w, h int, v byte) frame.Frame {
+	g := clone(f)
+	for y := y0; y < y0+h; y++ {
+		for x := x0; x < x0+w; x++ {
+			copy(g.Pix[(y*f.W+x)*3:], []byte{v, v, v})
+		}
+	}
+	return g
+}
