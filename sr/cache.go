@@ -4,12 +4,15 @@ package sr
 // on). Zero values pick the defaults.
 //
 // How the cache works: the blended HR output of earlier frames is kept. Each
-// LR frame is cut into 4x4 blocks whose mean luma is compared with the mean the
-// block had when its HR pixels were last produced. Changed blocks are covered
-// by as few model tiles as possible, placed freely (not on the fixed grid), so
-// each changed block lies where the new tile's blend weight is one; those
-// tiles run and are feathered into the kept output. Blocks whose input did not
-// change keep their HR pixels.
+// LR frame is cut into 4x4 blocks whose luma (mean, and mean absolute pixel
+// change) is compared with what the block had when its HR pixels were last
+// produced. Changed blocks are covered by as few model tiles as possible,
+// placed freely (not on the fixed grid) so each changed block lies where the
+// new tile's blend weight is one; those tiles run and are feathered into the
+// kept output. Blocks whose input did not change keep their HR pixels. A lone
+// changed block must score twice the thresholds (noise spikes and compression
+// flicker are lone); the detector watches luma only, so a hue change at equal
+// brightness waits for the refresh.
 type CacheOptions struct {
 	// Threshold is the change of a 4x4 block's mean luma (0..255 levels) above
 	// which the block counts as changed. Block means average sensor noise down
@@ -21,8 +24,9 @@ type CacheOptions struct {
 	// the sensor's luma noise.
 	TextureThreshold float64 // default 8
 	// RefreshFrames bounds how long cached pixels live: every part of the
-	// frame is re-inferred at least once per this many frames (a few tiles per
-	// frame, round robin, so the cost is spread instead of spiking).
+	// frame is re-inferred at least once per this many frames (about
+	// tiles/N per frame, the most drifted first, so the cost is spread
+	// instead of spiking).
 	RefreshFrames int // default 60
 	// SceneCut is the fraction of changed blocks that counts as a scene change,
 	// on which the whole frame runs on the fixed grid.
@@ -45,7 +49,7 @@ func (o CacheOptions) withDefaults() CacheOptions {
 	return o
 }
 
-// tileCache holds, per block, the mean luma of the LR input its HR pixels came
+// tileCache holds, per block, the luma of the LR input its HR pixels came
 // from. Comparing with that reference (not with the previous frame) keeps slow
 // drifts from creeping past the threshold unseen.
 type tileCache struct {
