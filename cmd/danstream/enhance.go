@@ -111,6 +111,9 @@ func runEnhance(ctx context.Context, args []string) error {
 	if _, err := os.Stat(in); err != nil {
 		return fmt.Errorf("input %s: %w", in, err)
 	}
+	if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
+		return fmt.Errorf("output %s: folder %s does not exist", out, filepath.Dir(out))
+	}
 	still := isImage(in)
 	if still != isImage(out) {
 		return fmt.Errorf("%w: %s and %s must both be images or both videos", errUsage, in, out)
