@@ -19,7 +19,7 @@ func BenchmarkTileBlend(b *testing.B) {
 			f := texture(benchW, benchH, 1)
 			nt := g.numTiles()
 			in := make([]float32, 3*64*64)
-			hr := make([][]float32, nt)
+			hr := make([][]float32, g.ring*len(g.xs))
 			for i := range hr {
 				hr[i] = make([]float32, 3*64*s*64*s)
 				for k := range hr[i] {
@@ -34,7 +34,7 @@ func BenchmarkTileBlend(b *testing.B) {
 				for t := 0; t < nt; t++ {
 					g.fillTile(in, f.Pix, g.xs[t%len(g.xs)], g.ys[t/len(g.xs)])
 				}
-				g.blend(out, hr, nil, acc)
+				g.blend(out, hr, -1, acc)
 			}
 		})
 	}

@@ -331,7 +331,7 @@ func (u *ONNXUpscaler) Upscale(ctx context.Context, in frame.Frame) (frame.Frame
 	resized := u.g == nil || u.g.W != in.W || u.g.H != in.H
 	if resized {
 		u.g = newGrid(in.W, in.H, u.info.Tile, u.info.Overlap, s)
-		nt := u.g.numTiles()
+		nt := u.g.ring * len(u.g.xs)
 		u.hr = make([][]float32, nt)
 		for i := range u.hr {
 			u.hr[i] = make([]float32, 3*u.info.Tile*s*u.info.Tile*s)
@@ -357,9 +357,17 @@ func (u *ONNXUpscaler) Upscale(ctx context.Context, in frame.Frame) (frame.Frame
 			}
 		}
 		u.gridTiles = tiles
-		inferDur, batches, err = u.run(ctx, in.Pix, tiles, func(i int, out []float32) { copy(u.hr[i], out) })
+		// Bands are blended as soon as their tile rows have run, so only a
+		// ring of a few tile rows is kept, whatever the frame size.
+		nx := len(g.xs)
+		inferDur, batches, err = u.run(ctx, in.Pix, tiles, func(k int, out []float32) {
+			j, i := k/nx, k%nx
+			copy(u.hr[(j%g.ring)*nx+i], out)
+			if i == nx-1 {
+				g.blend(u.out, u.hr, j, u.acc)
+			}
+		})
 		if err == nil {
-			g.blend(u.out, u.hr, nil, u.acc)
 			u.cache.commitFull()
 		}
 	} else {

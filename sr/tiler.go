@@ -20,6 +20,7 @@ type grid struct {
 	xmap, ymap              []int       // canvas -> frame coordinate, reflected
 	ax, ay                  [][]float32 // per column/row: normalised HR weight, len T*scale
 	segX, segY              []segment   // HR frame intervals with the tiles that cover them
+	ring                    int         // tile rows of HR outputs kept while blending a full frame
 	// Change detection blocks (frame coordinates, blockSize pixels square).
 	nbx, nby int
 	// Freely placed tiles (the cache): a tile's weight is one from inset
@@ -53,6 +54,16 @@ func newGrid(W, H, T, O, scale int) *grid {
 	g.ay = blendWeights(g.ys, g.Hp, T, O, scale)
 	g.segX = segments(g.ax, g.xs, W*scale, g.P*scale, scale)
 	g.segY = segments(g.ay, g.ys, H*scale, g.P*scale, scale)
+	// A band of output rows can be blended once its lowest tile row has run;
+	// it needs at most the tile rows its cover spans, so a ring of that many
+	// rows (plus the one being filled) holds every tile output still needed.
+	g.ring = 1
+	for _, sy := range g.segY {
+		if len(sy.tiles) > 0 {
+			g.ring = max(g.ring, sy.tiles[len(sy.tiles)-1]-sy.tiles[0]+2)
+		}
+	}
+	g.ring = min(g.ring, len(g.ys))
 	g.nbx = (W + blockSize - 1) / blockSize
 	g.nby = (H + blockSize - 1) / blockSize
 	g.inset = O - O/4
@@ -246,11 +257,11 @@ func (g *grid) fillTile(dst []float32, pix []byte, ox, oy int) {
 	}
 }
 
-// blend recomputes the HR output (packed BGR, (W*s) x (H*s)) over every run
-// rectangle that a tile marked in dirty covers (all of them when dirty is nil).
-// hr holds each tile's planar RGB output (row-major tile order). acc is scratch
-// of at least 3*W*s floats.
-func (g *grid) blend(out []byte, hr [][]float32, dirty []bool, acc []float32) {
+// blend writes the HR output (packed BGR, (W*s) x (H*s)) of the horizontal
+// bands whose lowest covering tile row is row (all bands if row < 0). hr holds
+// tile outputs (planar RGB) in a ring of g.ring tile rows: tile (j, i) at
+// hr[(j%g.ring)*nx+i]. acc is scratch of at least 3*W*s floats.
+func (g *grid) blend(out []byte, hr [][]float32, row int, acc []float32) {
 	s := g.scale
 	Ts := g.T * s
 	plane := Ts * Ts
@@ -258,16 +269,16 @@ func (g *grid) blend(out []byte, hr [][]float32, dirty []bool, acc []float32) {
 	off := g.P * s
 	nx := len(g.xs)
 	for _, sy := range g.segY {
+		if len(sy.tiles) == 0 || row >= 0 && sy.tiles[len(sy.tiles)-1] != row {
+			continue
+		}
 		for _, sx := range g.segX {
-			if dirty != nil && !anyDirty(dirty, sx.tiles, sy.tiles, nx) {
-				continue
-			}
 			n := sx.b - sx.a
 			if len(sx.tiles) == 1 && len(sy.tiles) == 1 {
 				// Covered by one tile alone (most of the frame): its normalised
 				// weight is exactly one, so convert directly.
 				i, j := sx.tiles[0], sy.tiles[0]
-				t := hr[j*nx+i]
+				t := hr[(j%g.ring)*nx+i]
 				u0 := sx.a + off - g.xs[i]*s
 				for Y := sy.a; Y < sy.b; Y++ {
 					o := (Y+off-g.ys[j]*s)*Ts + u0
@@ -288,7 +299,7 @@ func (g *grid) blend(out []byte, hr [][]float32, dirty []bool, acc []float32) {
 					v := Y + off - g.ys[j]*s
 					wy := g.ay[j][v]
 					for _, i := range sx.tiles {
-						t := hr[j*nx+i]
+						t := hr[(j%g.ring)*nx+i]
 						u0 := sx.a + off - g.xs[i]*s
 						wx := g.ax[i][u0 : u0+n]
 						tr := t[v*Ts+u0 : v*Ts+u0+n]
@@ -358,17 +369,6 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-func anyDirty(dirty []bool, cols, rows []int, nx int) bool {
-	for _, j := range rows {
-		for _, i := range cols {
-			if dirty[j*nx+i] {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // toU8 clamps a model output in [0,1] (the contract leaves it unclamped) and rounds.
