@@ -47,6 +47,11 @@ type Options struct {
 	Baseline  time.Duration // length of the idle and one-viewer CPU phases (0: skip both)
 
 	ServerPID int // server process for CPU/RSS (0: not measured)
+	// NominalFPS projects the per-frame fan-out cost to a frame rate (0: the one-viewer phase's rate).
+	NominalFPS float64
+	// RcvBuf, if > 0, gives each viewer its own UDP socket with this receive
+	// buffer (bytes; the kernel caps it at net.core.rmem_max).
+	RcvBuf int
 
 	// Probe, in-process only, receives the same encoded samples as the viewers
 	// (a Subscription of the stream's Broadcaster); it gives each frame's
@@ -123,6 +128,7 @@ type viewer struct {
 	id       int
 	slow     bool
 	pc       *webrtc.PeerConnection
+	mux      *ice.UDPMuxDefault // with Options.RcvBuf: the viewer's own socket
 	location string
 	joinAt   time.Time
 	answerAt time.Time
@@ -158,7 +164,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{o: o, api: clientAPI(o.Codec), res: &Result{Options: summaryOptions(o), Started: time.Now()}}
+	r := &runner{o: o, api: clientAPI(o.Codec, nil), res: &Result{Options: summaryOptions(o), Started: time.Now()}}
 	if _, err := r.apiStatus(ctx); err != nil {
 		return nil, err
 	}
@@ -302,6 +308,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		res.UDPRcvbufErrors = udp1.rcvbuf - udp0.rcvbuf
 		res.UDPSndbufErrors = udp1.sndbuf - udp0.sndbuf
 	}
+	if res.Loaded != nil {
+		r.perFrame(res.Loaded, before, after)
+	}
 	res.WindowSeconds = window.Seconds()
 	res.API = polls
 	r.summarise(before, after, startFrames, window)
@@ -310,6 +319,10 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 
 // measure samples the server process for d.
 func (r *runner) measure(ctx context.Context, d time.Duration) (usage, error) {
+	before, err := r.apiStatus(ctx)
+	if err != nil {
+		return usage{}, err
+	}
 	m, err := startMeter(r.o.ServerPID, time.Second)
 	if err != nil {
 		return usage{}, err
@@ -318,7 +331,31 @@ func (r *runner) measure(ctx context.Context, d time.Duration) (usage, error) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-	return m.Stop(), ctx.Err()
+	u := m.Stop()
+	if after, err := r.apiStatus(context.WithoutCancel(ctx)); err == nil {
+		r.perFrame(&u, before, after)
+	}
+	return u, ctx.Err()
+}
+
+// perFrame adds the stream's frame rate and the CPU per output frame to u.
+func (r *runner) perFrame(u *usage, before, after *apiStreams) {
+	db, da := r.deliveryOf(before), r.deliveryOf(after)
+	if db == nil || da == nil || u.Seconds <= 0 {
+		return
+	}
+	frames := float64(da.FramesIn - db.FramesIn)
+	u.FPS = frames / u.Seconds
+	if frames > 0 {
+		u.CPUMsPerFrame = u.Cores * u.Seconds * 1000 / frames
+		if ea, eb := r.encoderOf(da), r.encoderOf(db); ea != nil {
+			var b0 uint64
+			if eb != nil {
+				b0 = eb.Bytes
+			}
+			u.EncKBPerFrame = float64(ea.Bytes-b0) / 1000 / frames
+		}
+	}
 }
 
 func (r *runner) waitFirstFrame(ctx context.Context, v *viewer, limit time.Duration) bool {
@@ -335,7 +372,7 @@ func (r *runner) waitFirstFrame(ctx context.Context, v *viewer, limit time.Durat
 // clientAPI is a lean pion receiver: the viewers share this machine's cores
 // with the server, so only what a browser must do for a clean stream runs
 // (NACKs for lost packets, receiver reports); no congestion-control feedback.
-func clientAPI(codec string) *webrtc.API {
+func clientAPI(codec string, mux ice.UDPMux) *webrtc.API {
 	me := &webrtc.MediaEngine{}
 	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}
 	c := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}
@@ -357,6 +394,9 @@ func clientAPI(codec string) *webrtc.API {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	if mux != nil {
+		se.SetICEUDPMux(mux)
+	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 }
 
@@ -370,7 +410,24 @@ func (r *runner) join(ctx context.Context, v *viewer) {
 }
 
 func (r *runner) negotiate(ctx context.Context, v *viewer) error {
-	pc, err := r.api.NewPeerConnection(webrtc.Configuration{})
+	api := r.api
+	if r.o.RcvBuf > 0 {
+		// Its own socket with a larger receive buffer: a hundred viewers on
+		// the server's own cores are scheduled late, and a keyframe's burst
+		// would otherwise overflow the default 208 KiB (drops a real viewer on
+		// its own machine would not see).
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return fmt.Errorf("viewer socket: %w", err)
+		}
+		if err := conn.SetReadBuffer(r.o.RcvBuf); err != nil {
+			conn.Close()
+			return fmt.Errorf("viewer socket receive buffer %d: %w", r.o.RcvBuf, err)
+		}
+		v.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn})
+		api = clientAPI(r.o.Codec, v.mux)
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return fmt.Errorf("new peer connection: %w", err)
 	}
@@ -566,6 +623,9 @@ func (r *runner) leave(ctx context.Context) {
 	sem := make(chan struct{}, 16)
 	for _, v := range r.viewers {
 		if v.pc == nil {
+			if v.mux != nil {
+				_ = v.mux.Close()
+			}
 			continue
 		}
 		wg.Add(1)
@@ -582,6 +642,9 @@ func (r *runner) leave(ctx context.Context) {
 				}
 			}
 			_ = v.pc.Close()
+			if v.mux != nil {
+				_ = v.mux.Close()
+			}
 		}(v)
 	}
 	wg.Wait()

@@ -55,6 +55,8 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.Settle, "settle", 3*time.Second, "wait after the last join before measuring")
 	fs.DurationVar(&o.Baseline, "baseline", 10*time.Second, "idle and one-viewer CPU phases (needs --server-pid; 0 skips)")
 	fs.IntVar(&o.ServerPID, "server-pid", 0, "server process id for CPU and RSS from /proc (0: not measured)")
+	fs.Float64Var(&o.NominalFPS, "project-fps", 15, "frame rate to project the per-frame fan-out cost to (0: the one-viewer phase's)")
+	fs.IntVar(&o.RcvBuf, "rcvbuf", 1<<20, "per-viewer UDP receive buffer in bytes (0: pion's shared default sockets)")
 	inProc := fs.String("in-process", "", "config file: run the server in this process and place frames on its clock (CPU is then not the server's alone)")
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
 	if err := fs.Parse(args); err != nil {

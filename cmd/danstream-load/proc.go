@@ -60,10 +60,16 @@ func readProc(pid int) (procSample, error) {
 
 // usage is CPU (in cores) and memory of a process over an interval.
 type usage struct {
-	Cores     float64 // CPU seconds per wall second
-	RSSMiB    float64 // mean resident set over the samples
-	RSSMaxMiB float64
-	Seconds   float64
+	Cores     float64 `json:"cores"`   // CPU seconds per wall second
+	RSSMiB    float64 `json:"rss_mib"` // mean resident set over the samples
+	RSSMaxMiB float64 `json:"rss_max_mib"`
+	Seconds   float64 `json:"seconds"`
+	// The stream's output over the same interval (from /api/streams), so CPU
+	// can be put per frame: on a machine without spare cores the process gets
+	// what is left, and SR slows down instead of CPU going up.
+	FPS           float64 `json:"fps"`
+	CPUMsPerFrame float64 `json:"cpu_ms_per_frame"`
+	EncKBPerFrame float64 `json:"enc_kb_per_frame"`
 }
 
 // meter samples a process every period until stopped, so that RSS is an

@@ -68,6 +68,12 @@ type Result struct {
 	FanoutPerViewerCores float64 `json:"fanout_per_viewer_cores,omitempty"`
 	FanoutPerViewerMiB   float64 `json:"fanout_per_viewer_mib,omitempty"`
 	FanoutCores          float64 `json:"fanout_cores,omitempty"` // loaded - one viewer
+	// Per output frame, which holds when the machine has no spare core and the
+	// stream's frame rate, not its CPU, gives: (loaded - one viewer) CPU per
+	// frame / (N-1), and that projected to N viewers at the stream's nominal rate.
+	FanoutMsPerViewerFrame float64 `json:"fanout_cpu_ms_per_viewer_frame,omitempty"`
+	FanoutCoresAtFPS       float64 `json:"fanout_cores_projected,omitempty"`
+	ProjectFPS             float64 `json:"projected_fps,omitempty"`
 
 	Deleted       int `json:"deleted"`
 	DeleteFailed  int `json:"delete_failed"`
@@ -131,7 +137,7 @@ func summaryOptions(o Options) map[string]any {
 	return map[string]any{"url": o.BaseURL, "stream": o.Stream, "variant": o.Variant, "codec": o.Codec,
 		"viewers": o.Viewers, "slow": o.Slow, "slow_after_s": o.SlowAfter.Seconds(), "ramp_per_s": o.RampRate,
 		"duration_s": o.Duration.Seconds(), "settle_s": o.Settle.Seconds(), "baseline_s": o.Baseline.Seconds(),
-		"server_pid": o.ServerPID, "in_process": o.Probe != nil}
+		"server_pid": o.ServerPID, "project_fps": o.NominalFPS, "rcvbuf": o.RcvBuf, "in_process": o.Probe != nil}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
@@ -265,6 +271,14 @@ func (r *runner) summarise(before, after *apiStreams, startFrames []int64, windo
 			res.FanoutCores = res.Loaded.Cores - res.OneViewer.Cores
 			res.FanoutPerViewerCores = res.FanoutCores / (n - 1)
 			res.FanoutPerViewerMiB = (res.Loaded.RSSMiB - res.OneViewer.RSSMiB) / (n - 1)
+			if res.Loaded.CPUMsPerFrame > 0 && res.OneViewer.CPUMsPerFrame > 0 {
+				res.FanoutMsPerViewerFrame = (res.Loaded.CPUMsPerFrame - res.OneViewer.CPUMsPerFrame) / (n - 1)
+				res.ProjectFPS = r.o.NominalFPS
+				if res.ProjectFPS <= 0 {
+					res.ProjectFPS = res.OneViewer.FPS
+				}
+				res.FanoutCoresAtFPS = res.FanoutMsPerViewerFrame / 1000 * n * res.ProjectFPS
+			}
 		}
 	}
 	if o.Probe != nil {
@@ -389,7 +403,8 @@ func (res *Result) Print(w io.Writer) {
 		e.Once, e.FramesIn, res.Codec, e.Encoded, e.Restarts, e.Keyframes, e.Forced, e.OtherEncoded, e.Drops, e.ViewersServer, e.Note)
 	u := func(name string, x *usage) {
 		if x != nil {
-			p("%-18s %.3f cores, RSS %.1f MiB (max %.1f) over %.0f s", name, x.Cores, x.RSSMiB, x.RSSMaxMiB, x.Seconds)
+			p("%-18s %.3f cores, RSS %.1f MiB (max %.1f) over %.0f s; stream %.2f fps -> %.1f CPU ms/frame, %.1f kB/frame encoded",
+				name, x.Cores, x.RSSMiB, x.RSSMaxMiB, x.Seconds, x.FPS, x.CPUMsPerFrame, x.EncKBPerFrame)
 		}
 	}
 	u("server idle", res.Idle)
@@ -402,6 +417,10 @@ func (res *Result) Print(w io.Writer) {
 	if res.Loaded != nil && res.OneViewer != nil {
 		p("fan-out            %.3f cores for %d extra viewers; %.4f cores, %.2f MiB per viewer ((loaded - one viewer)/(N-1))",
 			res.FanoutCores, res.Joined-1, res.FanoutPerViewerCores, res.FanoutPerViewerMiB)
+		if res.FanoutMsPerViewerFrame != 0 {
+			p("fan-out per frame  %.3f CPU ms per viewer-frame -> %.2f cores for %d viewers at %.1f fps",
+				res.FanoutMsPerViewerFrame, res.FanoutCoresAtFPS, res.Joined, res.ProjectFPS)
+		}
 	}
 	p("leave              DELETE ok %d, failed %d; server sessions after: %d", res.Deleted, res.DeleteFailed, res.SessionsAfter)
 }
