@@ -20,7 +20,7 @@ type inProcess struct {
 }
 
 // startInProcess serves cfg on a free loopback port until Close.
-func startInProcess(ctx context.Context, cfg stream.Config, log *slog.Logger) (*inProcess, error) {
+func startInProcess(ctx context.Context, cfg stream.Config, listen string, log *slog.Logger) (*inProcess, error) {
 	if err := sr.InitRuntime(cfg.ONNXRuntime.Library); err != nil {
 		return nil, err
 	}
@@ -28,7 +28,10 @@ func startInProcess(ctx context.Context, cfg stream.Config, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		mgr.Close()
 		return nil, fmt.Errorf("in-process server: %w", err)

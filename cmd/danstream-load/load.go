@@ -48,7 +48,8 @@ type Options struct {
 
 	ServerPID int // server process for CPU/RSS (0: not measured)
 	// NominalFPS projects the per-frame fan-out cost to a frame rate (0: the one-viewer phase's rate).
-	NominalFPS float64
+	NominalFPS  float64
+	NominalKbps float64 // likewise per kB, to this bitrate per viewer
 	// RcvBuf, if > 0, gives each viewer its own UDP socket with this receive
 	// buffer (bytes; the kernel caps it at net.core.rmem_max).
 	RcvBuf int
@@ -649,6 +650,25 @@ func (r *runner) leave(ctx context.Context) {
 	}
 	wg.Wait()
 	r.res.Deleted, r.res.DeleteFailed = int(ok.Load()), int(failed.Load())
+	// Each of our sessions must be gone: a second DELETE must find nothing
+	// (the server's session count may include other viewers, e.g. a browser).
+	var alive atomic.Int64
+	for _, v := range r.viewers {
+		if v.location == "" {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(v *viewer) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := r.del(ctx, v.location); err == nil {
+				alive.Add(1)
+			}
+		}(v)
+	}
+	wg.Wait()
+	r.res.OwnSessionsLeft = int(alive.Load())
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		st, err := r.apiStatus(ctx)

@@ -36,7 +36,7 @@ streams:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := startInProcess(context.Background(), cfg, slog.Default())
+	srv, err := startInProcess(context.Background(), cfg, "", slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestLoadViewersAllReceiveFramesAndLeaveNoSessions(t *testing.T) {
 	if res.Deleted != 5 || res.DeleteFailed != 0 {
 		t.Errorf("DELETE: ok %d, failed %d; want 5, 0", res.Deleted, res.DeleteFailed)
 	}
-	if res.SessionsAfter != 0 {
+	if res.SessionsAfter != 0 || res.OwnSessionsLeft != 0 {
 		t.Errorf("server reports %d sessions after every viewer left", res.SessionsAfter)
 	}
 	if err := res.Check(); err != nil {

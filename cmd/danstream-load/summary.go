@@ -43,6 +43,7 @@ type Result struct {
 	JoinToConnected  Dist `json:"join_to_connected_ms"`
 	JoinToFirstFrame Dist `json:"join_to_first_frame_ms"`
 	JoinToKeyframe   Dist `json:"join_to_keyframe_ms"`
+	ConnToKeyframe   Dist `json:"connected_to_keyframe_ms"` // the server's part: from ICE/DTLS up to the keyframe
 	KeyWithin1s      int  `json:"keyframe_within_1s"`
 	FirstFrameIsKey  int  `json:"first_frame_is_keyframe"`
 
@@ -74,20 +75,27 @@ type Result struct {
 	FanoutMsPerViewerFrame float64 `json:"fanout_cpu_ms_per_viewer_frame,omitempty"`
 	FanoutCoresAtFPS       float64 `json:"fanout_cores_projected,omitempty"`
 	ProjectFPS             float64 `json:"projected_fps,omitempty"`
+	// The same per kB sent (the cost is per packet, and CBR frames grow as the
+	// frame rate drops), projected to N viewers at the configured bitrate.
+	FanoutUsPerKB     float64 `json:"fanout_cpu_us_per_kb,omitempty"`
+	FanoutCoresAtKbps float64 `json:"fanout_cores_projected_kbps,omitempty"`
+	ProjectKbps       float64 `json:"projected_kbps,omitempty"`
 
-	Deleted       int `json:"deleted"`
-	DeleteFailed  int `json:"delete_failed"`
-	SessionsAfter int `json:"sessions_after"`
+	Deleted         int `json:"deleted"`
+	DeleteFailed    int `json:"delete_failed"`
+	SessionsAfter   int `json:"sessions_after"`    // the server's count, all clients
+	OwnSessionsLeft int `json:"own_sessions_left"` // of ours, still there (a second DELETE did not get 404)
 }
 
 // Dist is a distribution summary.
 type Dist struct {
-	N   int     `json:"n"`
-	Min float64 `json:"min"`
-	P50 float64 `json:"p50"`
-	P95 float64 `json:"p95"`
-	P99 float64 `json:"p99"`
-	Max float64 `json:"max"`
+	N    int     `json:"n"`
+	Mean float64 `json:"mean"`
+	Min  float64 `json:"min"`
+	P50  float64 `json:"p50"`
+	P95  float64 `json:"p95"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
 }
 
 func dist(x []float64) Dist {
@@ -97,7 +105,11 @@ func dist(x []float64) Dist {
 	y := sortedFloats(x)
 	// Nearest rank.
 	q := func(p float64) float64 { return y[max(0, min(len(y)-1, int(math.Ceil(p*float64(len(y))))-1))] }
-	return Dist{N: len(y), Min: y[0], P50: q(0.5), P95: q(0.95), P99: q(0.99), Max: y[len(y)-1]}
+	sum := 0.0
+	for _, v := range y {
+		sum += v
+	}
+	return Dist{N: len(y), Mean: sum / float64(len(y)), Min: y[0], P50: q(0.5), P95: q(0.95), P99: q(0.99), Max: y[len(y)-1]}
 }
 
 // ProbeStats places frames on the server's clock (in-process runs).
@@ -137,7 +149,7 @@ func summaryOptions(o Options) map[string]any {
 	return map[string]any{"url": o.BaseURL, "stream": o.Stream, "variant": o.Variant, "codec": o.Codec,
 		"viewers": o.Viewers, "slow": o.Slow, "slow_after_s": o.SlowAfter.Seconds(), "ramp_per_s": o.RampRate,
 		"duration_s": o.Duration.Seconds(), "settle_s": o.Settle.Seconds(), "baseline_s": o.Baseline.Seconds(),
-		"server_pid": o.ServerPID, "project_fps": o.NominalFPS, "rcvbuf": o.RcvBuf, "in_process": o.Probe != nil}
+		"server_pid": o.ServerPID, "project_fps": o.NominalFPS, "project_kbps": o.NominalKbps, "rcvbuf": o.RcvBuf, "in_process": o.Probe != nil}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
@@ -149,7 +161,7 @@ func (r *runner) summarise(before, after *apiStreams, startFrames []int64, windo
 	res.Model, res.InSize, res.OutSize = s.Model, fmt.Sprintf("%dx%d", s.InW, s.InH), fmt.Sprintf("%dx%d", s.OutW, s.OutH)
 	secs := window.Seconds()
 
-	var fps, slowFPS, answer, connected, first, key, extra, firstExcess, jitters []float64
+	var fps, slowFPS, answer, connected, first, key, connKey, extra, firstExcess, jitters []float64
 	var kbps float64
 	nk := 0
 	for i, v := range r.viewers {
@@ -185,6 +197,9 @@ func (r *runner) summarise(before, after *apiStreams, startFrames []int64, windo
 			if d <= time.Second {
 				res.KeyWithin1s++
 			}
+			if !v.connectedAt.IsZero() {
+				connKey = append(connKey, ms(v.firstKey.Sub(v.connectedAt)))
+			}
 		}
 		if v.slow {
 			slowFPS = append(slowFPS, rate)
@@ -216,6 +231,7 @@ func (r *runner) summarise(before, after *apiStreams, startFrames []int64, windo
 	}
 	res.FPS, res.SlowFPS = dist(fps), dist(slowFPS)
 	res.JoinToAnswer, res.JoinToConnected, res.JoinToFirstFrame, res.JoinToKeyframe = dist(answer), dist(connected), dist(first), dist(key)
+	res.ConnToKeyframe = dist(connKey)
 	res.ExtraDelay, res.FirstExcess = dist(extra), dist(firstExcess)
 	if j := dist(jitters); j.N > 0 {
 		res.JitterMedian = j.P50
@@ -278,6 +294,11 @@ func (r *runner) summarise(before, after *apiStreams, startFrames []int64, windo
 					res.ProjectFPS = res.OneViewer.FPS
 				}
 				res.FanoutCoresAtFPS = res.FanoutMsPerViewerFrame / 1000 * n * res.ProjectFPS
+				if kb := res.Loaded.EncKBPerFrame; kb > 0 {
+					res.FanoutUsPerKB = res.FanoutMsPerViewerFrame * 1000 / kb
+					res.ProjectKbps = r.o.NominalKbps
+					res.FanoutCoresAtKbps = res.FanoutUsPerKB / 1e6 * res.ProjectKbps / 8 * n
+				}
 			}
 		}
 	}
@@ -365,7 +386,7 @@ func (res *Result) Print(w io.Writer) {
 		if d.N == 0 {
 			return "n/a"
 		}
-		return fmt.Sprintf("p50 %.1f  p95 %.1f  max %.1f  (n=%d)", d.P50, d.P95, d.Max, d.N)
+		return fmt.Sprintf("p50 %.1f  p95 %.1f  max %.1f  mean %.1f  (n=%d)", d.P50, d.P95, d.Max, d.Mean, d.N)
 	}
 	p("== danstream-load summary ==")
 	if res.Machine != "" {
@@ -387,6 +408,7 @@ func (res *Result) Print(w io.Writer) {
 	p("join->1st frame ms %s", dd(res.JoinToFirstFrame))
 	p("join->keyframe ms  %s;  keyframe within 1 s: %d/%d; first frame a keyframe: %d",
 		dd(res.JoinToKeyframe), res.KeyWithin1s, res.Joined, res.FirstFrameIsKey)
+	p("connected->key ms  %s", dd(res.ConnToKeyframe))
 	p("extra delay ms     %s  (arrival - RTP time, above each viewer's fastest frame); jitter (std dev) median %.2f ms",
 		dd(res.ExtraDelay), res.JitterMedian)
 	p("first-frame excess %s  (error of taking the first packet as the reference)", dd(res.FirstExcess))
@@ -420,7 +442,9 @@ func (res *Result) Print(w io.Writer) {
 		if res.FanoutMsPerViewerFrame != 0 {
 			p("fan-out per frame  %.3f CPU ms per viewer-frame -> %.2f cores for %d viewers at %.1f fps",
 				res.FanoutMsPerViewerFrame, res.FanoutCoresAtFPS, res.Joined, res.ProjectFPS)
+			p("fan-out per kB     %.2f CPU us per kB sent -> %.2f cores for %d viewers at %.0f kbit/s each",
+				res.FanoutUsPerKB, res.FanoutCoresAtKbps, res.Joined, res.ProjectKbps)
 		}
 	}
-	p("leave              DELETE ok %d, failed %d; server sessions after: %d", res.Deleted, res.DeleteFailed, res.SessionsAfter)
+	p("leave              DELETE ok %d, failed %d; our sessions left %d; server sessions after: %d", res.Deleted, res.DeleteFailed, res.OwnSessionsLeft, res.SessionsAfter)
 }
