@@ -188,7 +188,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	r.viewers = make([]*viewer, o.Viewers)
 	for i := range r.viewers {
 		// Slow viewers are the ones right after the first, so they stall early.
-		r.viewers[i] = &viewer{id: i, slow: i >= 1 && i <= o.Slow, readerDone: make(chan struct{})}
+		r.viewers[i] = &viewer{id: i, slow: i >= 1 && i <= o.Slow}
 	}
 	defer r.leave(context.WithoutCancel(ctx))
 
@@ -496,7 +496,6 @@ func (r *runner) negotiate(ctx context.Context, v *viewer) error {
 // read counts v's RTP: packets, payload bytes, frames (marker bit), the
 // first keyframe, losses (sequence gaps) and per-frame arrival vs RTP time.
 func (r *runner) read(v *viewer, tr *webrtc.TrackRemote) {
-	defer close(v.readerDone)
 	isVP8 := strings.EqualFold(tr.Codec().MimeType, webrtc.MimeTypeVP8)
 	v.mu.Lock()
 	v.codec = tr.Codec().MimeType
@@ -562,7 +561,7 @@ func (r *runner) read(v *viewer, tr *webrtc.TrackRemote) {
 			lastTS = p.Timestamp
 		}
 		d := now.UnixNano() - tsU*1e9/90000
-		if tsU == 0 && d0 == 0 {
+		if len(v.rel) == 0 {
 			d0 = d
 		}
 		if len(v.rel) < maxDelaySamples {
