@@ -166,7 +166,8 @@ func defaultConfig(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Replace(string(b), "listen: 127.0.0.1:8080", "listen: HTTP_ADDR", 1) + "\nrtsp:\n  listen: RTSP_ADDR\n"
+	// The rtsp block goes first so that callers may append more streams at the end.
+	return "rtsp:\n  listen: RTSP_ADDR\n" + strings.Replace(string(b), "listen: 127.0.0.1:8080", "listen: HTTP_ADDR", 1)
 }
 
 type playerResult struct {
