@@ -132,6 +132,7 @@ type viewer struct {
 	location  string
 	packets   atomic.Int64
 	keyframes atomic.Int64
+	firstKey  atomic.Int32 // first RTP packet: 1 starts a keyframe, 2 does not
 	mime      atomic.Value
 	stop      atomic.Bool // stop reading RTP (a frozen viewer)
 }
@@ -232,16 +233,25 @@ func connectViewer(t *testing.T, base, stream, query string, caps ...webrtc.RTPC
 				return
 			}
 			v.packets.Add(1)
+			key := false
 			if tr.Codec().MimeType == webrtc.MimeTypeVP8 {
 				var vp codecs.VP8Packet
 				if pl, err := vp.Unmarshal(p.Payload); err == nil && vp.S == 1 && vp.PID == 0 && len(pl) > 0 && pl[0]&1 == 0 {
-					v.keyframes.Add(1)
+					key = true
 				}
 			} else if len(p.Payload) > 1 {
 				n := p.Payload[0] & 0x1f
 				if n == 5 || n == 7 || (n == 24) || (n == 28 && p.Payload[1]&0x80 != 0 && p.Payload[1]&0x1f == 5) {
-					v.keyframes.Add(1)
+					key = true
 				}
+			}
+			if key {
+				v.keyframes.Add(1)
+			}
+			if key {
+				v.firstKey.CompareAndSwap(0, 1)
+			} else {
+				v.firstKey.CompareAndSwap(0, 2)
 			}
 		}
 	})

@@ -279,9 +279,22 @@ func (ss *whepSession) writeLoop() {
 	pk := rtp.NewPacketizer(1200, 0, 0, payloader, rtp.NewRandomSequencer(), 90000)
 	var first time.Time
 	var base uint32
+	// Samples before ICE/DTLS is up are lost, often the join keyframe among them:
+	// after connecting, start at a keyframe (asking for one) so the first frame decodes.
+	waitKey, asked := true, false
 	for smp := range ss.sub.Samples() {
 		if !ss.connected.Load() {
 			continue
+		}
+		if waitKey {
+			if !smp.Keyframe {
+				if !asked {
+					ss.sub.RequestKeyframe()
+					asked = true
+				}
+				continue
+			}
+			waitKey = false
 		}
 		if first.IsZero() {
 			first = smp.Captured

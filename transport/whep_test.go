@@ -77,6 +77,11 @@ func TestWHEPTwoViewersShareOneEncoder(t *testing.T) {
 	v2 := connectViewer(t, base, "cam", "")
 	playing(t, v1, 30, "viewer 1 RTP")
 	playing(t, v2, 30, "viewer 2 RTP")
+	for i, v := range []*viewer{v1, v2} {
+		if v.firstKey.Load() != 1 {
+			t.Errorf("viewer %d: the first RTP packet did not start a keyframe (undecodable start)", i+1)
+		}
+	}
 	st := b.Stats()
 	e := encStats(t, b, CodecVP8)
 	if e.Restarts != 1 || e.Frames > st.FramesIn || e.Viewers != 2 {

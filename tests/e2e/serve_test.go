@@ -308,7 +308,7 @@ func TestUnreachableCameraIsReportedWhileOtherStreamsServe(t *testing.T) {
 	s := startServe(t, defaultConfig(t)+fmt.Sprintf(`
   gate:
     source: rtsp://admin:hunter2@%s/cam
-    scale: 2
+    scale: 4
 `, closed))
 	s.waitRunning(t, "demo")
 	deadline := time.Now().Add(30 * time.Second)
