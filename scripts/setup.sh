@@ -9,7 +9,7 @@ ORT_VERSION="${ORT_VERSION:-1.24.1}"          # onnxruntime_go v1.27.0 needs ORT
 ORT_DIR="third_party/onnxruntime"
 GO_MIN="1.24"
 
-want=(ca-certificates curl git gcc g++ pkg-config libopencv-dev libvpx-dev libx264-dev ffmpeg npm
+want=(ca-certificates curl git gcc g++ pkg-config libopencv-dev libvpx-dev libx264-dev ffmpeg
       python3 python3-numpy python3-opencv python3-yaml python3-torch python3-onnx python3-pil opencv-doc)
 if [[ "${1:-}" == "--test" ]]; then
   want+=(chromium python3-pytest plasma-workspace-wallpapers)
@@ -19,15 +19,19 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# npm may come from a non-Debian Node.js install; accept that.
-if command -v npm >/dev/null 2>&1; then
-  tmp=(); for p in "${missing[@]}"; do [[ "$p" == npm ]] || tmp+=("$p"); done; missing=("${tmp[@]+"${tmp[@]}"}")
-fi
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# npm fetches the ONNX Runtime library (and playwright-core for tests). A Node.js from
+# another apt source (e.g. NodeSource) bundles npm; Debian's own nodejs needs the npm package.
+if ! command -v npm >/dev/null 2>&1; then
+  SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs >/dev/null
+  command -v npm >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
 fi
 
 # Go toolchain: /usr/local/go or PATH; otherwise take the official toolchain module
