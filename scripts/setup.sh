@@ -9,10 +9,12 @@ ORT_VERSION="${ORT_VERSION:-1.24.1}"          # onnxruntime_go v1.27.0 needs ORT
 ORT_DIR="third_party/onnxruntime"
 GO_MIN="1.24"
 
-want=(ca-certificates curl git gcc g++ pkg-config libopencv-dev libvpx-dev libx264-dev ffmpeg
-      python3 python3-numpy python3-opencv python3-yaml python3-torch python3-onnx python3-pil opencv-doc)
+# Serving needs only the C libraries; the model side (training, export, its tests) needs
+# Debian's PyTorch, and the tests need Chromium and the sample footage of opencv-doc.
+want=(ca-certificates curl git gcc g++ pkg-config python3 libopencv-dev libvpx-dev libx264-dev ffmpeg)
 if [[ "${1:-}" == "--test" ]]; then
-  want+=(chromium python3-pytest plasma-workspace-wallpapers)
+  want+=(chromium opencv-doc plasma-workspace-wallpapers
+         python3-numpy python3-opencv python3-yaml python3-torch python3-onnx python3-pil python3-pytest)
 fi
 
 missing=()
