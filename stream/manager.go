@@ -364,6 +364,10 @@ func (m *Manager) List() []transport.StreamStatus {
 		}
 		if ms, ok := m.streams[s.Name]; ok {
 			out[i].Delivery = []transport.BroadcastStats{ms.enhanced.Stats(), ms.original.Stats()}
+			if src, ok := ms.p.up.(sr.MetricsSource); ok {
+				srm := src.Metrics()
+				out[i].CacheHitRate, out[i].TilesInferredPerFrame = srm.HitRate(), srm.TilesInferredPerFrame()
+			}
 		}
 	}
 	return out

@@ -54,6 +54,10 @@ type StreamStatus struct {
 	SRMillis     float64 `json:"sr_ms"`
 	LatencyMs    float64 `json:"latency_ms,omitempty"` // capture -> encoded, if measured
 	Viewers      int     `json:"viewers"`
+	// SR tile-cache counters since the stream started (0 when the upscaler
+	// does not count its work): reused/(reused+inferred), and tiles run per frame.
+	CacheHitRate          float64 `json:"cache_hit_rate"`
+	TilesInferredPerFrame float64 `json:"tiles_inferred_per_frame"`
 	// Delivery is optional: the manager may add Broadcaster.Stats() of each variant.
 	Delivery []BroadcastStats `json:"delivery,omitempty"`
 }
