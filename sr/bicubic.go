@@ -147,3 +147,67 @@ func ResizeArea(pix []byte, w, h, factor int) ([]byte, int, int) {
 	}
 	return out, ow, oh
 }
+
+// correction adds to the kept HR output the bicubic enlargement of how the LR
+// input moved since the kept pixels were made (cur - ref), writing dst. Small
+// changes below the cache thresholds (noise, compression flicker, slow light)
+// then still reach the output, to first order, at the cost of one resize.
+type correction struct {
+	w, h, ow, oh int
+	tx, ty       cubicTaps
+	diff, tmp    []float32
+}
+
+func (c *correction) apply(dst, kept, cur, ref []byte, w, h, s int) {
+	ow, oh := w*s, h*s
+	if c.w != w || c.h != h || c.ow != ow {
+		*c = correction{w: w, h: h, ow: ow, oh: oh, tx: makeTaps(w, ow), ty: makeTaps(h, oh),
+			diff: make([]float32, w*h*3), tmp: make([]float32, h*ow*3)}
+	}
+	for i := range c.diff {
+		c.diff[i] = float32(int(cur[i]) - int(ref[i]))
+	}
+	rowNZ := make([]bool, h)
+	for y := 0; y < h; y++ {
+		src := c.diff[y*w*3 : (y+1)*w*3]
+		for _, v := range src {
+			if v != 0 {
+				rowNZ[y] = true
+				break
+			}
+		}
+		dstRow := c.tmp[y*ow*3 : (y+1)*ow*3]
+		if !rowNZ[y] {
+			clear(dstRow)
+			continue
+		}
+		for o := 0; o < ow; o++ {
+			id, wt := c.tx.idx[o], c.tx.w[o]
+			for ch := 0; ch < 3; ch++ {
+				dstRow[o*3+ch] = wt[0]*src[id[0]*3+ch] + wt[1]*src[id[1]*3+ch] + wt[2]*src[id[2]*3+ch] + wt[3]*src[id[3]*3+ch]
+			}
+		}
+	}
+	for o := 0; o < oh; o++ {
+		id, wt := c.ty.idx[o], c.ty.w[o]
+		d := dst[o*ow*3 : (o+1)*ow*3]
+		k := kept[o*ow*3 : (o+1)*ow*3]
+		if !rowNZ[id[0]] && !rowNZ[id[1]] && !rowNZ[id[2]] && !rowNZ[id[3]] {
+			copy(d, k)
+			continue
+		}
+		r0, r1 := c.tmp[id[0]*ow*3:], c.tmp[id[1]*ow*3:]
+		r2, r3 := c.tmp[id[2]*ow*3:], c.tmp[id[3]*ow*3:]
+		for i := range d {
+			v := float32(k[i]) + wt[0]*r0[i] + wt[1]*r1[i] + wt[2]*r2[i] + wt[3]*r3[i] + 0.5
+			switch {
+			case v <= 0:
+				d[i] = 0
+			case v >= 255:
+				d[i] = 255
+			default:
+				d[i] = byte(v)
+			}
+		}
+	}
+}

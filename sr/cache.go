@@ -28,6 +28,11 @@ type CacheOptions struct {
 	// tiles/N per frame, the most drifted first, so the cost is spread
 	// instead of spiking).
 	RefreshFrames int // default 60
+	// NoCorrection turns off the first-order correction of reused pixels:
+	// by default the output is the kept HR plus the bicubic enlargement of
+	// how the LR input moved since those pixels were made, so changes below
+	// the thresholds (noise, compression flicker, slow light) still show.
+	NoCorrection bool
 	// SceneCut is the fraction of changed blocks that counts as a scene change,
 	// on which the whole frame runs on the fixed grid.
 	SceneCut float64 // default 0.5
@@ -53,20 +58,23 @@ func (o CacheOptions) withDefaults() CacheOptions {
 // from. Comparing with that reference (not with the previous frame) keeps slow
 // drifts from creeping past the threshold unseen.
 type tileCache struct {
-	on      bool
-	opts    CacheOptions
-	valid   bool      // ref describes the kept HR output
-	ref     []float32 // per block: mean luma its HR pixels were made from
-	bm      []float32 // this frame's block means (nby x nbx)
-	sums    []uint32
-	changed []bool    // per block, this frame
-	score   []float32 // per block: change measure / threshold
-	luma    []byte    // this frame's luma
-	refLuma []byte    // per pixel: luma its HR pixels were made from
-	covered []bool
-	age     []int   // per refresh tile: frames since it last ran
-	picked  []bool  // per refresh tile, this frame
-	credit  float64 // refresh tiles owed (fractional)
+	on       bool
+	opts     CacheOptions
+	valid    bool      // ref describes the kept HR output
+	ref      []float32 // per block: mean luma its HR pixels were made from
+	bm       []float32 // this frame's block means (nby x nbx)
+	sums     []uint32
+	changed  []bool    // per block, this frame
+	score    []float32 // per block: change measure / threshold
+	luma     []byte    // this frame's luma
+	refLuma  []byte    // per pixel: luma its HR pixels were made from
+	refPix   []byte    // per pixel: BGR its HR pixels were made from
+	cur      []byte    // this frame's BGR pixels (the caller's, read-only)
+	covered  []bool
+	age      []int   // per refresh tile: frames since it last ran
+	picked   []bool  // per refresh tile, this frame
+	credit   float64 // refresh tiles owed (fractional)
+	driftBuf []float64
 }
 
 // placed is a tile to run at a free canvas position (LR coordinates).
@@ -130,8 +138,10 @@ func (c *tileCache) plan(g *grid, pix []byte, reset bool) (tiles []placed, full 
 	if len(c.luma) != g.W*g.H {
 		c.luma = make([]byte, g.W*g.H)
 		c.refLuma = make([]byte, g.W*g.H)
+		c.refPix = make([]byte, g.W*g.H*3)
 		c.valid = false
 	}
+	c.cur = pix
 	blockMeans(c.bm, c.sums, c.luma, pix, g.W, g.H, g.nbx)
 	switch {
 	case !c.valid:
@@ -218,13 +228,20 @@ func (c *tileCache) refresh(g *grid) []placed {
 			take(t)
 		}
 	}
+	// The rest of the share goes to the tiles whose blocks drifted most
+	// (each below the thresholds), then to the oldest.
+	drift := c.driftBuf[:0]
+	for t := range c.age {
+		drift = append(drift, c.drift(g, t))
+	}
+	c.driftBuf = drift
 	for len(out) < k {
 		best, bestP := -1, -1.0
 		for t := range c.age {
 			if c.picked[t] {
 				continue
 			}
-			if p := c.drift(g, t) + float64(c.age[t])/float64(N); p > bestP {
+			if p := drift[t] + float64(c.age[t])/float64(N); p > bestP {
 				best, bestP = t, p
 			}
 		}
@@ -236,8 +253,9 @@ func (c *tileCache) refresh(g *grid) []placed {
 	return out
 }
 
-// drift is the mean change score (relative to the thresholds) of the blocks
-// in refresh tile t's solid region that no change tile covers this frame.
+// drift is the mean absolute change of block mean luma (levels) in refresh
+// tile t's solid region, over the blocks no change tile covers this frame.
+// Averaged over a tile's ~150 blocks, sensor noise nearly cancels out.
 func (c *tileCache) drift(g *grid, t int) float64 {
 	xa, xb := g.solid(g.rx[t%len(g.rx)], g.Wp)
 	ya, yb := g.solid(g.ry[t/len(g.rx)], g.Hp)
@@ -248,7 +266,8 @@ func (c *tileCache) drift(g *grid, t int) float64 {
 	for by := by0; by < by1; by++ {
 		for bx := bx0; bx < bx1; bx++ {
 			if i := by*g.nbx + bx; !c.covered[i] {
-				sum += float64(c.score[i])
+				d := c.bm[i] - c.ref[i]
+				sum += float64(max(d, -d))
 				n++
 			}
 		}
@@ -320,6 +339,7 @@ func (c *tileCache) commitFull() {
 	}
 	copy(c.ref, c.bm)
 	copy(c.refLuma, c.luma)
+	copy(c.refPix, c.cur)
 	clear(c.age)
 	c.valid = true
 }
@@ -342,6 +362,7 @@ func (c *tileCache) commitTile(g *grid, t placed) {
 			x0, x1 := bx*blockSize, min(bx*blockSize+blockSize, g.W)
 			for y := by * blockSize; y < min(by*blockSize+blockSize, g.H); y++ {
 				copy(c.refLuma[y*g.W+x0:y*g.W+x1], c.luma[y*g.W+x0:y*g.W+x1])
+				copy(c.refPix[(y*g.W+x0)*3:(y*g.W+x1)*3], c.cur[(y*g.W+x0)*3:(y*g.W+x1)*3])
 			}
 		}
 	}

@@ -285,3 +285,27 @@ func paintGrey(f frame.Frame, x0, y0, w, h int, v byte) frame.Frame {
 	}
 	return g
 }
+
+func TestCache_SubThresholdChangeStillReachesOutputByCorrection(t *testing.T) {
+	f := texture(160, 96, 2)
+	g := clone(f)
+	for i, v := range g.Pix {
+		g.Pix[i] = byte(min(255, int(v)+3)) // slow light: below every threshold
+	}
+	off := load(t, convX2, ModelOptions{Cache: false})
+	want := upscale(t, off, g)
+	psnr := map[bool]float64{}
+	for _, noCorr := range []bool{false, true} {
+		on := load(t, convX2, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: 1 << 20, NoCorrection: noCorr}})
+		upscale(t, on, f)
+		got := upscale(t, on, g)
+		if m := on.Metrics().Last; m.Inferred != 0 {
+			t.Fatalf("a 3-level change re-inferred %d tiles", m.Inferred)
+		}
+		psnr[noCorr] = PSNR(got.Pix, want.Pix)
+	}
+	t.Logf("cached vs full output after a 3-level change: %.1f dB corrected, %.1f dB not", psnr[false], psnr[true])
+	if psnr[false] < psnr[true]+10 {
+		t.Errorf("correction should bring the reused pixels close to a full run: %.1f dB vs %.1f dB without", psnr[false], psnr[true])
+	}
+}

@@ -64,6 +64,7 @@ type ONNXUpscaler struct {
 	gridTiles []placed
 	acc       []float32
 	cache     tileCache
+	corr      correction
 	closed    bool
 
 	mmu     sync.Mutex
@@ -387,7 +388,11 @@ func (u *ONNXUpscaler) Upscale(ctx context.Context, in frame.Frame) (frame.Frame
 		Pix: make([]byte, len(u.out)), W: in.W * s, H: in.H * s,
 		Seq: in.Seq, Captured: in.Captured, Reset: in.Reset,
 	}
-	copy(outF.Pix, u.out)
+	if !full && !u.cache.opts.NoCorrection {
+		u.corr.apply(outF.Pix, u.out, in.Pix, u.cache.refPix, in.W, in.H, s)
+	} else {
+		copy(outF.Pix, u.out)
+	}
 
 	total := time.Since(start)
 	u.record(FrameMetrics{
