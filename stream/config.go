@@ -9,6 +9,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +21,71 @@ type Config struct {
 	HTTP        HTTPConfig              `yaml:"http"`
 	RTSP        RTSPConfig              `yaml:"rtsp"`
 	ONNXRuntime ORTConfig               `yaml:"onnxruntime"`
+	Auth        AuthConfig              `yaml:"auth"`
+	TLS         TLSConfig               `yaml:"tls"`
 	Streams     map[string]StreamConfig `yaml:"streams"`
+}
+
+// AuthConfig lists who may do what. Empty: no authentication, which serve
+// only allows when both listen addresses are loopback.
+type AuthConfig struct {
+	Tokens []TokenConfig `yaml:"tokens"`
+	Users  []UserConfig  `yaml:"users"`
+}
+
+// TokenConfig is a bearer token (Authorization: Bearer, ?token=, or the
+// password of Basic/RTSP with any user name).
+type TokenConfig struct {
+	Token string   `yaml:"token"`
+	Read  []string `yaml:"read"`  // stream names, or "*" for all
+	Admin bool     `yaml:"admin"` // runtime API and /metrics; implies reading every stream
+}
+
+// UserConfig is a Basic-auth user (HTTP and RTSP).
+type UserConfig struct {
+	User  string   `yaml:"user"`
+	Pass  string   `yaml:"pass"`
+	Read  []string `yaml:"read"`
+	Admin bool     `yaml:"admin"`
+}
+
+// Enabled reports whether any credential is configured.
+func (a AuthConfig) Enabled() bool { return len(a.Tokens)+len(a.Users) > 0 }
+
+// TLSConfig serves HTTP (pages, API, WHEP) over TLS from PEM files.
+type TLSConfig struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// CheckExposure refuses to serve on a non-loopback address without auth:
+// anything on the network could otherwise watch every camera and change streams.
+func (c Config) CheckExposure() error {
+	if c.Auth.Enabled() {
+		return nil
+	}
+	for _, l := range []struct{ key, addr string }{{"http.listen", c.HTTP.Listen}, {"rtsp.listen", c.RTSP.Listen}} {
+		if l.key == "rtsp.listen" && c.RTSP.Disabled {
+			continue
+		}
+		if !IsLoopback(l.addr) {
+			return fmt.Errorf("%s is %s (not loopback) but auth is not configured: add auth.tokens or auth.users, or listen on 127.0.0.1", l.key, l.addr)
+		}
+	}
+	return nil
+}
+
+// IsLoopback reports a listen address that only this machine can reach.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // HTTPConfig is where the page, the API and WHEP listen.
@@ -41,23 +106,26 @@ type ORTConfig struct {
 
 // StreamConfig is one camera and how it is enhanced.
 type StreamConfig struct {
-	Source   string        `yaml:"source"`   // rtsp://..., file path, webcam:N, synthetic:WxH@FPS
-	Width    int           `yaml:"width"`    // optional resize of captured frames before SR
-	Height   int           `yaml:"height"`   //
-	FPS      float64       `yaml:"fps"`      // optional cap on the processed frame rate
-	Loop     bool          `yaml:"loop"`     // files: start again at the end
-	Model    string        `yaml:"model"`    // ONNX file; empty = the bundled DAN model for Scale
-	Scale    int           `yaml:"scale"`    // 2 or 4; must match the model's metadata when both are set
-	Provider string        `yaml:"provider"` // cpu | cuda | tensorrt | auto
-	Threads  int           `yaml:"threads"`  // ONNX Runtime intra-op threads, 0 = runtime default
-	Cache    *bool         `yaml:"cache"`    // temporal tile cache, default on
-	Bitrate  int           `yaml:"bitrate_kbps"`
-	Keyframe time.Duration `yaml:"keyframe_interval"`
+	Source   string        `yaml:"source" json:"source,omitempty"`   // rtsp://..., file path, webcam:N, synthetic:WxH@FPS
+	Width    int           `yaml:"width" json:"width,omitempty"`    // optional resize of captured frames before SR
+	Height   int           `yaml:"height" json:"height,omitempty"`   //
+	FPS      float64       `yaml:"fps" json:"fps,omitempty"`      // optional cap on the processed frame rate
+	Loop     bool          `yaml:"loop" json:"loop,omitempty"`     // files: start again at the end
+	Model    string        `yaml:"model" json:"model,omitempty"`    // ONNX file; empty = the bundled DAN model for Scale
+	Scale    int           `yaml:"scale" json:"scale,omitempty"`    // 2 or 4; must match the model's metadata when both are set
+	Provider string        `yaml:"provider" json:"provider,omitempty"` // cpu | cuda | tensorrt | auto
+	Threads  int           `yaml:"threads" json:"threads,omitempty"`  // ONNX Runtime intra-op threads, 0 = runtime default
+	Cache    *bool         `yaml:"cache" json:"cache,omitempty"`    // temporal tile cache, default on
+	Bitrate  int           `yaml:"bitrate_kbps" json:"bitrate_kbps,omitempty"`
+	Keyframe time.Duration `yaml:"keyframe_interval" json:"keyframe_interval,omitempty"`
 	// OnDemand starts capture and SR when the first viewer (WebRTC, RTSP or a
 	// snapshot) arrives and stops them IdleTimeout after the last one leaves.
 	// Off by default: a stream runs always, as MediaMTX's sources do.
-	OnDemand    bool          `yaml:"on_demand"`
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	OnDemand    bool          `yaml:"on_demand" json:"on_demand,omitempty"`
+	IdleTimeout time.Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
+	// Watchdog restarts the source when no frame arrived for this long
+	// (default 20 s, as Frigate); viewers stay connected meanwhile.
+	Watchdog time.Duration `yaml:"watchdog" json:"watchdog,omitempty"`
 }
 
 // CacheEnabled reports the effective tile-cache switch (default on).
@@ -150,6 +218,9 @@ func (c *Config) applyDefaults() {
 		if s.IdleTimeout == 0 {
 			s.IdleTimeout = 10 * time.Second
 		}
+		if s.Watchdog == 0 {
+			s.Watchdog = 20 * time.Second
+		}
 		c.Streams[name] = s
 	}
 }
@@ -214,8 +285,54 @@ func (c *Config) validate(line func(path ...string) int) error {
 		if s.IdleTimeout < time.Second || s.IdleTimeout > time.Hour {
 			bad(p("idle_timeout"), "must be 1s..1h, got %s", s.IdleTimeout)
 		}
+		if s.Watchdog < time.Second || s.Watchdog > time.Hour {
+			bad(p("watchdog"), "must be 1s..1h, got %s", s.Watchdog)
+		}
 	}
+	c.validateAuth(bad)
 	return errors.Join(errs...)
+}
+
+// validateAuth checks credentials without ever quoting a secret in an error.
+func (c *Config) validateAuth(bad func(path []string, format string, args ...any)) {
+	checkRead := func(path []string, read []string) {
+		for _, n := range read {
+			if n != "*" && !streamNameRE.MatchString(n) {
+				bad(path, "%q is not a stream name or \"*\"", n)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Auth.Tokens {
+		p := []string{"auth", "tokens", strconv.Itoa(i)}
+		switch {
+		case len(t.Token) < 16:
+			bad(append(p, "token"), "must be at least 16 characters (e.g. openssl rand -hex 16)")
+		case strings.ContainsAny(t.Token, " \t\r\n"):
+			bad(append(p, "token"), "must not contain spaces")
+		case seen["t"+t.Token]:
+			bad(append(p, "token"), "duplicate token")
+		}
+		seen["t"+t.Token] = true
+		checkRead(append(p, "read"), t.Read)
+	}
+	for i, u := range c.Auth.Users {
+		p := []string{"auth", "users", strconv.Itoa(i)}
+		switch {
+		case u.User == "" || strings.ContainsAny(u.User, ":\r\n"):
+			bad(append(p, "user"), "required, without ':'")
+		case seen["u"+u.User]:
+			bad(append(p, "user"), "duplicate user %q", u.User)
+		}
+		seen["u"+u.User] = true
+		if len(u.Pass) < 8 {
+			bad(append(p, "pass"), "must be at least 8 characters")
+		}
+		checkRead(append(p, "read"), u.Read)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		bad([]string{"tls"}, "set both cert and key, or neither")
+	}
 }
 
 // lineFinder returns a lookup of the source line of a key path in the YAML tree, 0 if absent.
@@ -227,6 +344,15 @@ func lineFinder(root *yaml.Node) func(path ...string) int {
 		}
 		line := 0
 		for _, key := range path {
+			if n != nil && n.Kind == yaml.SequenceNode {
+				i, err := strconv.Atoi(key)
+				if err != nil || i < 0 || i >= len(n.Content) {
+					return line
+				}
+				n = n.Content[i]
+				line = n.Line
+				continue
+			}
 			if n == nil || n.Kind != yaml.MappingNode {
 				return line
 			}

@@ -21,8 +21,9 @@ const (
 	VariantOriginal = transport.VariantOriginal
 )
 
-// ErrNotFound is returned for a stream name that is not configured.
-var ErrNotFound = errors.New("stream not found")
+// ErrNotFound is returned for a stream name that is not configured (it wraps
+// transport.ErrNotFound, so the API answers 404).
+var ErrNotFound = fmt.Errorf("stream %w", transport.ErrNotFound)
 
 // Manager owns every stream. It implements transport.Catalog and the runtime
 // API (Put/Delete/Apply): a stream added, changed or removed leaves every other
@@ -360,7 +361,7 @@ func (m *Manager) List() []transport.StreamStatus {
 			Name: s.Name, Source: s.Source, State: string(s.State), Error: s.Error,
 			InputWidth: s.InWidth, InputHeight: s.InHeight, OutputWidth: s.OutWidth, OutputHeight: s.OutHeight,
 			Scale: s.Scale, Model: s.Model, FPSIn: s.FPSIn, FPSOut: s.FPSOut, SRMillis: s.SRMillis,
-			LatencyMs: s.Latency, Viewers: s.Viewers,
+			LatencyMs: s.Latency, Viewers: s.Viewers, Reconnects: s.Reconnects,
 		}
 		if ms, ok := m.streams[s.Name]; ok {
 			out[i].Delivery = []transport.BroadcastStats{ms.enhanced.Stats(), ms.original.Stats()}

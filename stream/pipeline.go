@@ -51,6 +51,13 @@ type Pipeline struct {
 
 	mu     sync.Mutex
 	status Status
+	src    capture.Source // the open source, nil between sources (under mu)
+
+	// writeMu serialises writes to the sinks (the Run loop and the
+	// placeholder ticker); lastEnh/lastOrig are the last real frames.
+	writeMu           sync.Mutex
+	lastEnh, lastOrig frame.Frame
+	lastFrameAt       atomic.Int64 // unix ns of the last real frame, 0 before the first
 
 	framesIn, framesOut atomic.Uint64
 	srHist              histogram
@@ -104,8 +111,16 @@ func (p *Pipeline) update(fn func(*Status)) {
 
 // Run captures and enhances until ctx ends. A failing source is reopened with
 // backoff (1 s doubling to 1 min) while viewers stay connected.
+//
+// While no frame arrives (reconnecting, or a stalled camera) the last good
+// frame, dimmed and labelled, is repeated about once a second; a source with
+// no frame for the watchdog time (default 20 s) is closed and reopened.
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer p.update(func(s *Status) { s.State = StateStopped })
+	phCtx, stopPH := context.WithCancel(ctx)
+	phDone := make(chan struct{})
+	go func() { defer close(phDone); p.placeholderLoop(phCtx) }()
+	defer func() { stopPH(); <-phDone }()
 	backoff := time.Second
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -126,7 +141,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.update(func(s *Status) { s.State = StateReconnecting; s.Error = err.Error() })
 			continue
 		}
+		p.mu.Lock()
+		p.src = src
+		p.mu.Unlock()
 		err = p.consume(ctx, src)
+		p.mu.Lock()
+		p.src = nil
+		p.mu.Unlock()
 		src.Close()
 		if ctx.Err() != nil {
 			return nil
@@ -141,6 +162,63 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 // errFramesFlowed wraps a source failure after frames had flowed, so backoff restarts small.
 var errFramesFlowed = errors.New("after delivering frames")
+
+// watchdog is how long a source may go without a frame before it is restarted.
+func (p *Pipeline) watchdog() time.Duration {
+	if p.cfg.Watchdog > 0 {
+		return p.cfg.Watchdog
+	}
+	return 20 * time.Second
+}
+
+// stallAfter is how long without a frame counts as an outage (placeholder, "reconnecting").
+func (p *Pipeline) stallAfter() time.Duration {
+	d := 2 * time.Second
+	if p.cfg.FPS > 0 {
+		d = max(d, time.Duration(3/p.cfg.FPS*float64(time.Second)))
+	}
+	return min(d, p.watchdog())
+}
+
+// placeholderLoop shows viewers the outage: once a second while no frame
+// arrives, it writes the dimmed last frame with a banner and marks the stream
+// reconnecting. It does nothing before the first frame (nothing to show).
+func (p *Pipeline) placeholderLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			last := p.lastFrameAt.Load()
+			if last == 0 {
+				continue
+			}
+			down := now.Sub(time.Unix(0, last))
+			if down < p.stallAfter() {
+				continue
+			}
+			p.update(func(s *Status) {
+				s.State = StateReconnecting
+				s.FPSIn, s.FPSOut = 0, 0
+				if p.src != nil && s.Error == "" {
+					s.Error = p.src.Stats().LastError
+				}
+			})
+			p.writeMu.Lock()
+			if p.lastFrameAt.Load() == last { // no real frame slipped in meanwhile
+				if !p.lastEnh.Empty() {
+					p.enhanced.WriteFrame(placeholder(p.lastEnh, down, now))
+				}
+				if !p.lastOrig.Empty() {
+					p.original.WriteFrame(placeholder(p.lastOrig, down, now))
+				}
+			}
+			p.writeMu.Unlock()
+		}
+	}
+}
 
 func (p *Pipeline) consume(ctx context.Context, src capture.Source) error {
 	info := src.Info()
@@ -158,9 +236,19 @@ func (p *Pipeline) consume(ctx context.Context, src capture.Source) error {
 	if p.cfg.FPS > 0 {
 		minGap = time.Duration(float64(time.Second) / p.cfg.FPS)
 	}
+	// Live sources reconnect inside capture; count those too (a looping
+	// file's re-opens are not outages).
+	countSrcReconnects := info.Kind != "file"
+	var srcReconnects uint64
+	wd := p.watchdog()
 	for {
 		t0 := time.Now()
-		f, err := src.Next(ctx)
+		nctx, cancel := context.WithTimeout(ctx, wd)
+		f, err := src.Next(nctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("watchdog: no frame for %s, restarting the source", wd)
+		}
 		if err != nil {
 			if delivered {
 				return fmt.Errorf("%w: %w", errFramesFlowed, err)
@@ -189,17 +277,28 @@ func (p *Pipeline) consume(ctx context.Context, src capture.Source) error {
 		}
 		t2 := time.Now()
 		p.srHist.observe(ms(t2.Sub(t1)))
+		p.writeMu.Lock()
 		p.enhanced.WriteFrame(out)
+		p.lastEnh = out
+		p.lastFrameAt.Store(t2.UnixNano())
+		p.writeMu.Unlock()
 		// The original view costs a bicubic resize and an encode; do it for its
 		// viewers, and about once a second otherwise so snapshots stay fresh.
 		if p.original.Viewers() > 0 || t2.Sub(lastOrig) > time.Second {
 			if o, err := p.baseline.Upscale(ctx, f); err == nil {
+				p.writeMu.Lock()
 				p.original.WriteFrame(o)
+				p.lastOrig = o
+				p.writeMu.Unlock()
 				lastOrig = t2
 			}
 		}
 		p.framesOut.Add(1)
 		st := src.Stats()
+		var newRec uint64
+		if countSrcReconnects && st.Reconnects > srcReconnects {
+			newRec, srcReconnects = st.Reconnects-srcReconnects, st.Reconnects
+		}
 		fps := rate.tick(t2)
 		p.update(func(s *Status) {
 			s.State = StateRunning
@@ -211,6 +310,7 @@ func (p *Pipeline) consume(ctx context.Context, src capture.Source) error {
 			s.WaitMillis = avgWait.add(ms(t1.Sub(t0)))
 			s.Latency = avgLatency.add(ms(t2.Sub(f.Captured)))
 			s.Dropped = st.Dropped
+			s.Reconnects += newRec
 		})
 	}
 }

@@ -29,7 +29,7 @@ func FuzzWHEPOffer(f *testing.F) {
 	b := NewBroadcaster("cam", VariantEnhanced, EncoderOptions{})
 	defer b.Close()
 	cat.add(b)
-	srv := NewServer(cat, ServerOptions{LoopbackOnly: true, MaxOfferBytes: 16 << 10})
+	srv := NewServer(cat, ServerOptions{LoopbackOnly: true, MaxOfferBytes: 16 << 10, WHEPRate: -1})
 	defer srv.CloseSessions()
 	h := srv.Handler()
 

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -54,6 +55,7 @@ type StreamStatus struct {
 	SRMillis     float64 `json:"sr_ms"`
 	LatencyMs    float64 `json:"latency_ms,omitempty"` // capture -> encoded, if measured
 	Viewers      int     `json:"viewers"`
+	Reconnects   uint64  `json:"reconnects"` // source reconnects and watchdog restarts
 	// SR tile-cache counters since the stream started (0 when the upscaler
 	// does not count its work): reused/(reused+inferred), and tiles run per frame.
 	CacheHitRate          float64 `json:"cache_hit_rate"`
@@ -93,6 +95,16 @@ type ServerOptions struct {
 	ReapAfter time.Duration
 	// GatherTimeout bounds ICE gathering before the answer (default 10 s).
 	GatherTimeout time.Duration
+	// Auth, when it has rules, requires credentials on every endpoint (nil: open).
+	Auth *Auth
+	// TLSConfig, if set, makes Serve speak HTTPS.
+	TLSConfig *tls.Config
+	// MaxBodyBytes bounds every request body (default 64 KiB).
+	MaxBodyBytes int64
+	// WHEPRate and WHEPBurst are the per-IP token bucket of WHEP POSTs
+	// (default 5/s, burst 20); over it gets 429. A negative rate turns it off (fuzzing).
+	WHEPRate  float64
+	WHEPBurst int
 }
 
 func (o ServerOptions) withDefaults() ServerOptions {
@@ -114,6 +126,15 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	if o.GatherTimeout <= 0 {
 		o.GatherTimeout = 10 * time.Second
 	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 64 << 10
+	}
+	if o.WHEPRate == 0 {
+		o.WHEPRate = 5
+	}
+	if o.WHEPBurst <= 0 {
+		o.WHEPBurst = 20
+	}
 	return o
 }
 
@@ -125,6 +146,8 @@ type Server struct {
 	api    *webrtc.API
 	apiErr error
 	mux    *http.ServeMux
+	h      http.Handler // mux behind guard (auth, body limits)
+	limit  *rateLimiter
 
 	mu       sync.Mutex
 	sessions map[string]*whepSession
@@ -134,14 +157,18 @@ type Server struct {
 // port range) surface from Run and as 500s on WHEP requests.
 func NewServer(cat Catalog, opts ServerOptions) *Server {
 	o := opts.withDefaults()
-	s := &Server{cat: cat, opts: o, log: o.Logger, sessions: map[string]*whepSession{}}
+	s := &Server{cat: cat, opts: o, log: o.Logger, sessions: map[string]*whepSession{},
+		limit: newRateLimiter(o.WHEPRate, o.WHEPBurst)}
+	if o.WHEPRate < 0 {
+		s.limit = nil
+	}
 	s.api, s.apiErr = newWebRTCAPI(o)
 	s.routes()
 	return s
 }
 
 // Handler returns the HTTP handler (for tests or an outer mux).
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.h }
 
 // Sessions counts live WHEP sessions.
 func (s *Server) Sessions() int {
@@ -165,10 +192,14 @@ func (s *Server) Run(ctx context.Context, addr string) error {
 
 // Serve is Run on an existing listener (e.g. 127.0.0.1:0 in tests).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	scheme := "http://"
+	if s.opts.TLSConfig != nil {
+		ln, scheme = tls.NewListener(ln, s.opts.TLSConfig), "https://"
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	s.log.Info("transport: serving", "addr", "http://"+ln.Addr().String())
+	s.log.Info("transport: serving", "addr", scheme+ln.Addr().String(), "auth", s.opts.Auth.Enabled())
 	select {
 	case err := <-errc:
 		s.CloseSessions()
@@ -221,7 +252,11 @@ func (s *Server) routes() {
 	m.HandleFunc("DELETE /api/streams/{name}/whep/{id}", s.cors(s.whepDelete))
 	m.HandleFunc("PATCH /api/streams/{name}/whep/{id}", s.cors(s.whepPatch))
 	m.HandleFunc("OPTIONS /api/streams/{name}/whep/{id}", s.cors(s.preflight))
+	m.HandleFunc("PUT /api/streams/{name}", s.apiPutStream)
+	m.HandleFunc("DELETE /api/streams/{name}", s.apiDeleteStream)
+	m.HandleFunc("GET /metrics", s.metrics)
 	s.mux = m
+	s.h = s.guard(m)
 }
 
 func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
@@ -256,6 +291,14 @@ func variantOf(r *http.Request) (string, error) {
 
 func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if !s.limit.allow(remoteIP(r), time.Now()) {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many WHEP requests from this address; retry shortly", http.StatusTooManyRequests)
+		return
+	}
+	if !s.canRead(w, r, name) {
+		return
+	}
 	if s.apiErr != nil {
 		http.Error(w, "WebRTC unavailable: "+s.apiErr.Error(), http.StatusInternalServerError)
 		return
@@ -340,6 +383,9 @@ func writeOfferError(w http.ResponseWriter, err error) {
 
 func (s *Server) whepDelete(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if !s.canRead(w, r, r.PathValue("name")) {
+		return
+	}
 	s.mu.Lock()
 	ss := s.sessions[id]
 	s.mu.Unlock()
@@ -366,17 +412,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-func (s *Server) apiStreams(w http.ResponseWriter, r *http.Request) {
-	list := s.cat.List()
-	if list == nil {
-		list = []StreamStatus{}
+// readable is the catalog filtered to the streams the caller may watch.
+func (s *Server) readable(r *http.Request) []StreamStatus {
+	p := principalOf(r)
+	out := []StreamStatus{}
+	for _, st := range s.cat.List() {
+		if p.CanRead(st.Name) {
+			out = append(out, st)
+		}
 	}
+	return out
+}
+
+func (s *Server) apiStreams(w http.ResponseWriter, r *http.Request) {
+	list := s.readable(r)
 	w.Header().Set("Access-Control-Allow-Origin", s.opts.AllowOrigin)
 	writeJSON(w, http.StatusOK, map[string]any{"streams": list, "sessions": s.Sessions()})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	list := s.cat.List()
+	list := s.readable(r)
 	states := map[string]string{}
 	ok := true
 	for _, st := range list {
@@ -394,6 +449,9 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if !s.canRead(w, r, name) {
+		return
+	}
 	variant, err := variantOf(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -445,8 +503,11 @@ func (s *Server) page(path string) http.HandlerFunc {
 
 func (s *Server) playerPage(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if !s.canRead(w, r, name) {
+		return
+	}
 	names := []string{}
-	for _, st := range s.cat.List() {
+	for _, st := range s.readable(r) {
 		if st.Name == name {
 			s.page("web/player.html")(w, r)
 			return

@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -40,6 +40,18 @@ func runServe(ctx context.Context, args []string) error {
 	if *rtspListen != "" {
 		cfg.RTSP.Listen = *rtspListen
 	}
+	if err := cfg.CheckExposure(); err != nil {
+		return fmt.Errorf("config %s: %w", *cfgPath, err)
+	}
+	authz := transport.NewAuth(authRules(cfg.Auth))
+	var tlsCfg *tls.Config
+	if cfg.TLS.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			return fmt.Errorf("config %s: tls: cert %s / key %s: %w", *cfgPath, cfg.TLS.Cert, cfg.TLS.Key, err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	if err := sr.InitRuntime(cfg.ONNXRuntime.Library); err != nil {
 		return err
 	}
@@ -49,7 +61,7 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	defer mgr.Close()
 
-	srv := transport.NewServer(mgr, transport.ServerOptions{LoopbackOnly: isLoopback(cfg.HTTP.Listen)})
+	srv := transport.NewServer(mgr, transport.ServerOptions{LoopbackOnly: stream.IsLoopback(cfg.HTTP.Listen), Auth: authz, TLSConfig: tlsCfg})
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(ctx) })
 	if *reload > 0 {
@@ -58,9 +70,14 @@ func runServe(ctx context.Context, args []string) error {
 	g.Go(func() error { return srv.Run(ctx, cfg.HTTP.Listen) })
 	if !cfg.RTSP.Disabled {
 		relay := rtsp.New(mgr, cfg.RTSP.Listen, slog.Default())
+		relay.Auth = authz
 		g.Go(func() error { return relay.Run(ctx) })
 	}
-	slog.Info("serving", "url", "http://"+cfg.HTTP.Listen, "streams", len(cfg.Streams))
+	scheme := "http://"
+	if tlsCfg != nil {
+		scheme = "https://"
+	}
+	slog.Info("serving", "url", scheme+cfg.HTTP.Listen, "streams", len(cfg.Streams), "auth", authz.Enabled())
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -68,16 +85,14 @@ func runServe(ctx context.Context, args []string) error {
 	return nil
 }
 
-// isLoopback reports a listen address that only this machine can reach; then
-// WebRTC offers only loopback ICE candidates too.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
+// authRules turns the config's credentials into the transport's checker input.
+func authRules(a stream.AuthConfig) []transport.AuthRule {
+	var out []transport.AuthRule
+	for _, t := range a.Tokens {
+		out = append(out, transport.AuthRule{Token: t.Token, Read: t.Read, Admin: t.Admin})
 	}
-	if host == "localhost" {
-		return true
+	for _, u := range a.Users {
+		out = append(out, transport.AuthRule{User: u.User, Pass: u.Pass, Read: u.Read, Admin: u.Admin})
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return out
 }

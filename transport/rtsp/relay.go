@@ -8,15 +8,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/auth"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v4/pkg/headers"
 	"github.com/bluenviron/mediacommon/pkg/codecs/h264"
 
 	"github.com/danstream/danstream/transport"
@@ -29,7 +32,13 @@ type Catalog interface {
 
 // Relay is the RTSP server.
 type Relay struct {
-	cat  Catalog
+	// Auth, when enabled, requires credentials (Basic or Digest user/password,
+	// a token as the password, or ?token= in the URL) and a read right for
+	// the stream. Set it before Run.
+	Auth *transport.Auth
+
+	cat   Catalog
+	nonce string // Digest nonce, one per relay
 	log  *slog.Logger
 	srv  *gortsplib.Server
 	mu   sync.Mutex
@@ -49,7 +58,11 @@ type relayPath struct {
 
 // New makes a relay listening on addr (e.g. ":8554").
 func New(cat Catalog, addr string, log *slog.Logger) *Relay {
-	r := &Relay{cat: cat, log: log.With("component", "rtsp"), path: map[string]*relayPath{}}
+	nonce, err := auth.GenerateNonce()
+	if err != nil {
+		panic("rtsp: no randomness for a nonce: " + err.Error()) // crypto/rand does not fail on supported systems
+	}
+	r := &Relay{cat: cat, nonce: nonce, log: log.With("component", "rtsp"), path: map[string]*relayPath{}}
 	r.srv = &gortsplib.Server{Handler: r, RTSPAddress: addr, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 	return r
 }
@@ -131,8 +144,65 @@ func notFound(path string) (*base.Response, *gortsplib.ServerStream, error) {
 	return &base.Response{StatusCode: base.StatusNotFound}, nil, fmt.Errorf("rtsp: no stream at %q", path)
 }
 
+const realm = "danstream"
+
+// authorize returns nil when the request may read path, else the 401/403 to answer.
+// A connection that authenticated once keeps its principal (players often drop
+// the query string from SETUP URLs).
+func (r *Relay) authorize(conn *gortsplib.ServerConn, req *base.Request, path, query string) *base.Response {
+	if !r.Auth.Enabled() {
+		return nil
+	}
+	p, _ := conn.UserData().(*transport.Principal)
+	if p == nil {
+		p = r.principal(req, query)
+	}
+	if p == nil {
+		if req.Header["Authorization"] != nil || query != "" {
+			r.log.Warn("rtsp: rejected credentials", "remote", conn.NetConn().RemoteAddr().String(), "path", path)
+		}
+		return &base.Response{StatusCode: base.StatusUnauthorized, Header: base.Header{
+			"WWW-Authenticate": auth.GenerateWWWAuthenticate(
+				[]auth.ValidateMethod{auth.ValidateMethodDigestMD5, auth.ValidateMethodBasic}, realm, r.nonce),
+		}}
+	}
+	conn.SetUserData(p)
+	name, _, ok := split(path)
+	if !ok || !p.CanRead(name) {
+		return &base.Response{StatusCode: base.StatusForbidden}
+	}
+	return nil
+}
+
+func (r *Relay) principal(req *base.Request, query string) *transport.Principal {
+	if q, err := url.ParseQuery(query); err == nil && q.Get("token") != "" {
+		return r.Auth.CheckToken(q.Get("token"))
+	}
+	var h headers.Authorization
+	if err := h.Unmarshal(req.Header["Authorization"]); err != nil {
+		return nil
+	}
+	switch h.Method {
+	case headers.AuthMethodBasic:
+		return r.Auth.CheckBasic(h.BasicUser, h.BasicPass)
+	case headers.AuthMethodDigest:
+		// Digest needs the plain secret: try each credential (a token goes with any user name).
+		return r.Auth.Match(func(user, secret string) bool {
+			if user == "" {
+				user = h.Username
+			}
+			return user == h.Username && auth.Validate(req, user, secret,
+				[]auth.ValidateMethod{auth.ValidateMethodDigestMD5, auth.ValidateMethodSHA256}, realm, r.nonce) == nil
+		})
+	}
+	return nil
+}
+
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe.
 func (r *Relay) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if res := r.authorize(ctx.Conn, ctx.Request, ctx.Path, ctx.Query); res != nil {
+		return res, nil, nil
+	}
 	p := r.lookup(ctx.Path)
 	if p == nil {
 		return notFound(ctx.Path)
@@ -142,6 +212,9 @@ func (r *Relay) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Res
 
 // OnSetup implements gortsplib.ServerHandlerOnSetup.
 func (r *Relay) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if res := r.authorize(ctx.Conn, ctx.Request, ctx.Path, ctx.Query); res != nil {
+		return res, nil, nil
+	}
 	p := r.lookup(ctx.Path)
 	if p == nil {
 		return notFound(ctx.Path)
@@ -156,6 +229,9 @@ func (r *Relay) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Res
 
 // OnPlay starts feeding the path when its first reader plays and asks for a keyframe for every new reader.
 func (r *Relay) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	if res := r.authorize(ctx.Conn, ctx.Request, ctx.Path, ctx.Query); res != nil {
+		return res, nil
+	}
 	p := r.lookup(ctx.Path)
 	if p == nil {
 		res, _, err := notFound(ctx.Path)

@@ -1,0 +1,112 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// Sentinel errors an Admin wraps so the server can pick the status code.
+var (
+	ErrNotFound = errors.New("not found")       // -> 404
+	ErrInvalid  = errors.New("invalid request") // -> 400, with the message
+)
+
+// Admin is the optional runtime API of a Catalog (stream.Manager implements
+// it): add, change and remove streams and expose Prometheus metrics. The
+// server offers PUT/DELETE /api/streams/{name} and GET /metrics only when its
+// Catalog is an Admin.
+type Admin interface {
+	// PutStream creates or replaces a stream from a JSON body holding the
+	// stream's config fields (as in the YAML file). An unchanged stream is left
+	// alone. Bad JSON or settings wrap ErrInvalid.
+	PutStream(name string, body []byte) (created, changed bool, err error)
+	// DeleteStream removes a stream and closes its viewers; unknown names wrap ErrNotFound.
+	DeleteStream(name string) error
+	// WriteMetrics writes the Prometheus text exposition.
+	WriteMetrics(w io.Writer)
+}
+
+// maxAPIBody bounds a PUT /api/streams body: a stream's config is a few hundred bytes.
+const maxAPIBody = 16 << 10
+
+func (s *Server) admin() (Admin, bool) {
+	a, ok := s.cat.(Admin)
+	return a, ok
+}
+
+func (s *Server) apiPutStream(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.admin()
+	if !ok {
+		http.Error(w, "this server has no runtime API", http.StatusNotImplemented)
+		return
+	}
+	if !s.requireAdmin(w, r) {
+		return
+	}
+	name := r.PathValue("name")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			http.Error(w, fmt.Sprintf("stream config too large: limit %d bytes", maxAPIBody), http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	created, changed, err := a.PutStream(name, body)
+	if err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, ErrInvalid) {
+			status = http.StatusBadRequest
+		}
+		http.Error(w, err.Error(), status)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		w.Header().Set("Location", "/api/streams/"+url.PathEscape(name))
+	}
+	s.log.Info("transport: stream put via API", "stream", name, "created", created, "changed", changed, "by", principalOf(r).Name)
+	writeJSON(w, status, map[string]any{"name": name, "created": created, "changed": changed})
+}
+
+func (s *Server) apiDeleteStream(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.admin()
+	if !ok {
+		http.Error(w, "this server has no runtime API", http.StatusNotImplemented)
+		return
+	}
+	if !s.requireAdmin(w, r) {
+		return
+	}
+	name := r.PathValue("name")
+	if err := a.DeleteStream(name); err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, ErrNotFound) {
+			status = http.StatusNotFound
+		}
+		http.Error(w, err.Error(), status)
+		return
+	}
+	s.log.Info("transport: stream deleted via API", "stream", name, "by", principalOf(r).Name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.admin()
+	if !ok {
+		http.Error(w, "this server has no metrics", http.StatusNotImplemented)
+		return
+	}
+	if !s.requireAdmin(w, r) {
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	a.WriteMetrics(w)
+}

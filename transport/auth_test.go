@@ -1,0 +1,242 @@
+package transport
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// adminCatalog is a testCatalog with the runtime API (records calls).
+type adminCatalog struct {
+	*testCatalog
+	mu   sync.Mutex
+	puts map[string]string
+}
+
+func (a *adminCatalog) PutStream(name string, body []byte) (bool, bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var v map[string]any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return false, false, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	old, ok := a.puts[name]
+	a.puts[name] = string(body)
+	return !ok, old != string(body), nil
+}
+
+func (a *adminCatalog) DeleteStream(name string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.puts[name]; !ok {
+		return fmt.Errorf("stream %q: %w", name, ErrNotFound)
+	}
+	delete(a.puts, name)
+	return nil
+}
+
+func (a *adminCatalog) WriteMetrics(w io.Writer) { io.WriteString(w, "danstream_test 1\n") }
+
+const (
+	readToken  = "read-cam-0123456789abcdef"
+	adminToken = "admin-0123456789abcdef00"
+)
+
+func authServer(t *testing.T) (*adminCatalog, string) {
+	t.Helper()
+	cat := &adminCatalog{testCatalog: newTestCatalog(), puts: map[string]string{}}
+	for _, n := range []string{"cam", "yard"} {
+		b := NewBroadcaster(n, VariantEnhanced, EncoderOptions{})
+		t.Cleanup(b.Close)
+		b.WriteFrame(testFrame(64, 48, 0))
+		cat.add(b)
+	}
+	auth := NewAuth([]AuthRule{
+		{Token: readToken, Read: []string{"cam"}},
+		{Token: adminToken, Admin: true},
+		{User: "alice", Pass: "wonderland", Read: []string{"*"}},
+	})
+	_, base := newTestServer(t, cat, ServerOptions{Auth: auth})
+	return cat, base
+}
+
+// do sends a request with an optional "Bearer X", "Basic user:pass" or "" credential.
+func do(t *testing.T, method, url, cred, body string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/sdp")
+	}
+	switch kind, v, _ := strings.Cut(cred, " "); kind {
+	case "Bearer":
+		req.Header.Set("Authorization", "Bearer "+v)
+	case "Basic":
+		u, p, _ := strings.Cut(v, ":")
+		req.SetBasicAuth(u, p)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, readBody(t, resp)
+}
+
+func TestAuthEveryEndpointNeedsCredentials(t *testing.T) {
+	_, base := authServer(t)
+	endpoints := []struct{ method, path string }{
+		{"GET", "/"}, {"GET", "/streams/cam"}, {"GET", "/healthz"}, {"GET", "/api/streams"},
+		{"GET", "/metrics"}, {"GET", "/api/streams/cam/snapshot.jpg"},
+		{"POST", "/api/streams/cam/whep"}, {"DELETE", "/api/streams/cam/whep/abc"},
+		{"PUT", "/api/streams/new"}, {"DELETE", "/api/streams/cam"},
+	}
+	for _, e := range endpoints {
+		for _, cred := range []string{"", "Bearer wrong-token-0123456789", "Basic alice:wrong"} {
+			t.Run(e.method+" "+e.path+" "+cred, func(t *testing.T) {
+				resp, body := do(t, e.method, base+e.path, cred, "")
+				if resp.StatusCode != http.StatusUnauthorized {
+					t.Fatalf("status %d, want 401 (%s)", resp.StatusCode, body)
+				}
+				ch := strings.Join(resp.Header.Values("WWW-Authenticate"), ", ")
+				if !strings.Contains(ch, `Basic realm="danstream"`) || !strings.Contains(ch, `Bearer realm="danstream"`) {
+					t.Fatalf("WWW-Authenticate %q, want Basic and Bearer challenges", ch)
+				}
+			})
+		}
+	}
+	// A wrong ?token= is refused too.
+	if resp, _ := do(t, "GET", base+"/api/streams?token=nope-0123456789abcdef", "", ""); resp.StatusCode != 401 {
+		t.Fatalf("wrong ?token=: %d, want 401", resp.StatusCode)
+	}
+}
+
+func TestAuthReadRightsAndAdmin(t *testing.T) {
+	_, base := authServer(t)
+	tests := []struct {
+		name, method, path, cred string
+		want                     int
+	}{
+		{"read token sees its stream page", "GET", "/streams/cam", "Bearer " + readToken, 200},
+		{"read token via query", "GET", "/streams/cam?token=" + readToken, "", 200},
+		{"read token snapshot", "GET", "/api/streams/cam/snapshot.jpg", "Bearer " + readToken, 200},
+		{"read token other stream page", "GET", "/streams/yard", "Bearer " + readToken, 403},
+		{"read token other snapshot", "GET", "/api/streams/yard/snapshot.jpg", "Bearer " + readToken, 403},
+		{"read token other WHEP", "POST", "/api/streams/yard/whep", "Bearer " + readToken, 403},
+		{"read token cannot PUT", "PUT", "/api/streams/new", "Bearer " + readToken, 403},
+		{"read token cannot DELETE", "DELETE", "/api/streams/cam", "Bearer " + readToken, 403},
+		{"read token cannot scrape", "GET", "/metrics", "Bearer " + readToken, 403},
+		{"user reads all", "GET", "/api/streams/yard/snapshot.jpg", "Basic alice:wonderland", 200},
+		{"user is no admin", "GET", "/metrics", "Basic alice:wonderland", 403},
+		{"token as Basic password", "GET", "/streams/cam", "Basic anyone:" + readToken, 200},
+		{"admin scrapes", "GET", "/metrics", "Bearer " + adminToken, 200},
+		{"admin reads", "GET", "/streams/yard", "Bearer " + adminToken, 200},
+		{"healthz with read token", "GET", "/healthz", "Bearer " + readToken, 200},
+		{"static assets are public", "GET", "/assets/app.js", "", 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := do(t, tc.method, base+tc.path, tc.cred, "")
+			if resp.StatusCode != tc.want {
+				t.Fatalf("%s %s: status %d, want %d (%s)", tc.method, tc.path, resp.StatusCode, tc.want, body)
+			}
+		})
+	}
+	// /api/streams lists only what the caller may read.
+	for cred, want := range map[string]string{"Bearer " + readToken: "cam", "Basic alice:wonderland": "cam,yard"} {
+		_, body := do(t, "GET", base+"/api/streams", cred, "")
+		var v struct{ Streams []StreamStatus }
+		if err := json.Unmarshal([]byte(body), &v); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range v.Streams {
+			names = append(names, s.Name)
+		}
+		if got := strings.Join(names, ","); got != want {
+			t.Errorf("%s lists %q, want %q", cred, got, want)
+		}
+		if strings.Contains(body, readToken) || strings.Contains(body, "wonderland") {
+			t.Errorf("credential in /api/streams output: %s", body)
+		}
+	}
+}
+
+func TestAuthWHEPViewerWithToken(t *testing.T) {
+	cat, base := authServer(t)
+	b, _ := cat.Broadcaster("cam", VariantEnhanced)
+	feed(t, b, 64, 48)
+	v := connectViewer(t, base, "cam", "?token="+readToken)
+	waitFor(t, "RTP with a token", func() bool { return v.packets.Load() > 5 })
+	// Its session can be ended with the same token, not without.
+	if resp, _ := do(t, "DELETE", base+v.location, "", ""); resp.StatusCode != 401 {
+		t.Fatalf("DELETE without token: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, "DELETE", base+v.location, "Bearer "+readToken, ""); resp.StatusCode != 200 {
+		t.Fatalf("DELETE with token: %d", resp.StatusCode)
+	}
+}
+
+func TestRuntimeAPIStatusCodesAndBodyLimit(t *testing.T) {
+	_, base := authServer(t)
+	admin := "Bearer " + adminToken
+	steps := []struct {
+		method, path, body string
+		want               int
+	}{
+		{"PUT", "/api/streams/new", `{"source":"synthetic:"}`, 201},
+		{"PUT", "/api/streams/new", `{"source":"synthetic:"}`, 200},
+		{"PUT", "/api/streams/new", `{"source":"synthetic:320x180@15"}`, 200},
+		{"PUT", "/api/streams/new", `{not json`, 400},
+		{"PUT", "/api/streams/big", `{"source":"` + strings.Repeat("x", 70<<10) + `"}`, 413},
+		{"DELETE", "/api/streams/new", "", 204},
+		{"DELETE", "/api/streams/new", "", 404},
+	}
+	for _, s := range steps {
+		resp, body := do(t, s.method, base+s.path, admin, s.body)
+		if resp.StatusCode != s.want {
+			t.Fatalf("%s %s %.40q: status %d, want %d (%s)", s.method, s.path, s.body, resp.StatusCode, s.want, body)
+		}
+	}
+}
+
+func TestWHEPRateLimitPerIP(t *testing.T) {
+	cat := newTestCatalog()
+	b := NewBroadcaster("cam", VariantEnhanced, EncoderOptions{})
+	defer b.Close()
+	cat.add(b)
+	_, base := newTestServer(t, cat, ServerOptions{WHEPRate: 0.001, WHEPBurst: 3})
+	codes := []int{}
+	for range 5 {
+		resp, _ := do(t, "POST", base+"/api/streams/cam/whep", "", "not sdp")
+		codes = append(codes, resp.StatusCode)
+	}
+	if fmt.Sprint(codes) != "[400 400 400 429 429]" {
+		t.Fatalf("statuses %v, want 3 answered (400: bad offer) then 429", codes)
+	}
+	l := newRateLimiter(5, 2)
+	now := time.Now()
+	if !l.allow("a", now) || !l.allow("a", now) || l.allow("a", now) || !l.allow("b", now) || !l.allow("a", now.Add(250*time.Millisecond)) {
+		t.Fatal("bucket: want burst 2 per IP, refilled at 5/s, IPs independent")
+	}
+}
+
+func TestNoAuthMeansOpen(t *testing.T) {
+	cat := &adminCatalog{testCatalog: newTestCatalog(), puts: map[string]string{}}
+	_, base := newTestServer(t, cat, ServerOptions{})
+	for _, p := range []string{"/api/streams", "/metrics", "/healthz"} {
+		if resp, body := do(t, "GET", base+p, "", ""); resp.StatusCode != 200 {
+			t.Fatalf("%s without auth configured: %d %s", p, resp.StatusCode, body)
+		}
+	}
+	if errors.Is(fmt.Errorf("x: %w", ErrNotFound), ErrInvalid) {
+		t.Fatal("sentinels must differ")
+	}
+}
