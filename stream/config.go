@@ -106,16 +106,16 @@ type ORTConfig struct {
 
 // StreamConfig is one camera and how it is enhanced.
 type StreamConfig struct {
-	Source   string        `yaml:"source" json:"source,omitempty"`   // rtsp://..., file path, webcam:N, synthetic:WxH@FPS
-	Width    int           `yaml:"width" json:"width,omitempty"`    // optional resize of captured frames before SR
-	Height   int           `yaml:"height" json:"height,omitempty"`   //
-	FPS      float64       `yaml:"fps" json:"fps,omitempty"`      // optional cap on the processed frame rate
-	Loop     bool          `yaml:"loop" json:"loop,omitempty"`     // files: start again at the end
-	Model    string        `yaml:"model" json:"model,omitempty"`    // ONNX file; empty = the bundled DAN model for Scale
-	Scale    int           `yaml:"scale" json:"scale,omitempty"`    // 2 or 4; must match the model's metadata when both are set
+	Source   string        `yaml:"source" json:"source,omitempty"`     // rtsp://..., file path, webcam:N, synthetic:WxH@FPS
+	Width    int           `yaml:"width" json:"width,omitempty"`       // optional resize of captured frames before SR
+	Height   int           `yaml:"height" json:"height,omitempty"`     //
+	FPS      float64       `yaml:"fps" json:"fps,omitempty"`           // optional cap on the processed frame rate
+	Loop     bool          `yaml:"loop" json:"loop,omitempty"`         // files: start again at the end
+	Model    string        `yaml:"model" json:"model,omitempty"`       // ONNX file; empty = the bundled DAN model for Scale
+	Scale    int           `yaml:"scale" json:"scale,omitempty"`       // 2 or 4; must match the model's metadata when both are set
 	Provider string        `yaml:"provider" json:"provider,omitempty"` // cpu | cuda | tensorrt | auto
-	Threads  int           `yaml:"threads" json:"threads,omitempty"`  // ONNX Runtime intra-op threads, 0 = runtime default
-	Cache    *bool         `yaml:"cache" json:"cache,omitempty"`    // temporal tile cache, default on
+	Threads  int           `yaml:"threads" json:"threads,omitempty"`   // ONNX Runtime intra-op threads, 0 = runtime default
+	Cache    *bool         `yaml:"cache" json:"cache,omitempty"`       // temporal tile cache, default on
 	Bitrate  int           `yaml:"bitrate_kbps" json:"bitrate_kbps,omitempty"`
 	Keyframe time.Duration `yaml:"keyframe_interval" json:"keyframe_interval,omitempty"`
 	// OnDemand starts capture and SR when the first viewer (WebRTC, RTSP or a

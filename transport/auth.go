@@ -29,7 +29,7 @@ type Auth struct {
 }
 
 type authRule struct {
-	name     string   // for logs: "token #2", "user alice"; never the secret
+	name     string // for logs: "token #2", "user alice"; never the secret
 	isToken  bool
 	secret   [32]byte // SHA-256 of the token or password: fixed-length constant-time compare
 	user     [32]byte

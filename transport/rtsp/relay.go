@@ -39,10 +39,10 @@ type Relay struct {
 
 	cat   Catalog
 	nonce string // Digest nonce, one per relay
-	log  *slog.Logger
-	srv  *gortsplib.Server
-	mu   sync.Mutex
-	path map[string]*relayPath // by RTSP path, e.g. "/demo/original"
+	log   *slog.Logger
+	srv   *gortsplib.Server
+	mu    sync.Mutex
+	path  map[string]*relayPath // by RTSP path, e.g. "/demo/original"
 }
 
 // relayPath is one readable stream variant: a gortsplib stream plus the
