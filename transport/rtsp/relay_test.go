@@ -59,7 +59,7 @@ func feedFrames(ctx context.Context, b *transport.Broadcaster, w, h int) {
 	}
 }
 
-func startRelay(t *testing.T) (string, catalog) {
+func startRelay(t *testing.T, auth ...transport.AuthRule) (string, catalog) {
 	t.Helper()
 	cat := catalog{
 		"cam/enhanced": transport.NewBroadcaster("cam", "enhanced", transport.EncoderOptions{KeyframeInterval: 25}),
@@ -68,6 +68,7 @@ func startRelay(t *testing.T) (string, catalog) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := freeAddr(t)
 	r := New(cat, addr, slog.Default())
+	r.Auth = transport.NewAuth(auth)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	go feedFrames(ctx, cat["cam/enhanced"], 256, 144)
@@ -169,5 +170,61 @@ func TestRelayAnswersUnknownPathsWith404(t *testing.T) {
 				t.Fatalf("DESCRIBE %s: res=%v err=%v, want 404", p, res, err)
 			}
 		})
+	}
+}
+
+func TestRelayRequiresCredentialsAndReadRight(t *testing.T) {
+	addr, _ := startRelay(t,
+		transport.AuthRule{User: "nvr", Pass: "nvr-secret-1", Read: []string{"cam"}},
+		transport.AuthRule{User: "other", Pass: "other-secret", Read: []string{"yard"}},
+		transport.AuthRule{Token: "tok-0123456789abcdef", Read: []string{"*"}},
+	)
+	tests := []struct {
+		name, url string
+		want      base.StatusCode
+	}{
+		{"no credentials", "rtsp://" + addr + "/cam", base.StatusUnauthorized},
+		{"wrong password", "rtsp://nvr:wrong@" + addr + "/cam", base.StatusUnauthorized},
+		{"user with read right (Digest)", "rtsp://nvr:nvr-secret-1@" + addr + "/cam", base.StatusOK},
+		{"original variant too", "rtsp://nvr:nvr-secret-1@" + addr + "/cam/original", base.StatusOK},
+		{"user without read right", "rtsp://other:other-secret@" + addr + "/cam", base.StatusForbidden},
+		{"token as password", "rtsp://any:tok-0123456789abcdef@" + addr + "/cam", base.StatusOK},
+		{"token in query", "rtsp://" + addr + "/cam?token=tok-0123456789abcdef", base.StatusOK},
+		{"wrong token in query", "rtsp://" + addr + "/cam?token=nope", base.StatusUnauthorized},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u, err := base.ParseURL(tc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := gortsplib.Client{}
+			if err := c.Start(u.Scheme, u.Host); err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_, res, err := c.Describe(u)
+			got := base.StatusCode(0)
+			var bad liberrors.ErrClientBadStatusCode
+			switch {
+			case errors.As(err, &bad):
+				got = bad.Code
+			case res != nil:
+				got = res.StatusCode
+			}
+			if got != tc.want {
+				t.Fatalf("DESCRIBE %s: status %d (err %v), want %d", tc.url, got, err, tc.want)
+			}
+		})
+	}
+	if _, err := exec.LookPath("ffprobe"); err != nil {
+		t.Skip("ffprobe not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v:0",
+		"-show_entries", "stream=codec_name,width", "-of", "csv=p=0", "rtsp://nvr:nvr-secret-1@"+addr+"/cam").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "h264,256") {
+		t.Fatalf("ffprobe with credentials: %v\n%s", err, out)
 	}
 }
