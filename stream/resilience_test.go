@@ -38,7 +38,9 @@ func (s *stallingSource) Next(ctx context.Context) (frame.Frame, error) {
 		return frame.Frame{}, capture.ErrClosed
 	}
 }
-func (s *stallingSource) Info() capture.Info   { return capture.Info{Kind: "rtsp", Width: 32, Height: 24} }
+func (s *stallingSource) Info() capture.Info {
+	return capture.Info{Kind: "rtsp", Width: 32, Height: 24}
+}
 func (s *stallingSource) Stats() capture.Stats { return capture.Stats{} }
 func (s *stallingSource) Close() error         { close(s.closed); return nil }
 
