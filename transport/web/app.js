@@ -14,6 +14,48 @@ window.danstream = (() => {
   async function index() {
     const grid = document.getElementById("grid");
     const cards = new Map();
+    const pct = (x) => (typeof x === "number" && isFinite(x) ? `${Math.round(100 * x)}%` : "–");
+    function card(s) {
+      const c = document.createElement("article");
+      c.className = "card";
+      const href = `/streams/${encodeURIComponent(s.name)}`;
+      c.innerHTML = `
+        <a class="thumbbox" href="${href}?mode=compare" aria-label="Open ${esc(s.name)}">
+          <span class="ph">waiting for the first frame…</span><img alt="" hidden><span class="live" hidden>LIVE</span><span class="scale"></span></a>
+        <div class="body">
+          <div class="row"><span class="name"></span><span class="pill"></span></div>
+          <div class="facts">
+            <div class="fact"><b class="f-in">–</b><span>input</span></div>
+            <div class="fact"><b class="f-out">–</b><span>output</span></div>
+            <div class="fact"><b class="f-fps">–</b><span>fps</span></div>
+            <div class="fact"><b class="f-view">–</b><span>viewers</span></div>
+          </div>
+          <div class="meta"></div>
+          <div class="err" hidden></div>
+          <div class="actions">
+            <a href="${href}?mode=compare"><button class="primary">Compare</button></a>
+            <a href="${href}?mode=enhanced"><button>Watch enhanced</button></a>
+          </div>
+        </div>`;
+      grid.appendChild(c);
+      return c;
+    }
+    // Live thumbnail: load the next snapshot off-screen, then swap, so a slow
+    // or failed snapshot never blanks the card.
+    function thumb(c, s) {
+      if (document.hidden || c.loading || s.state !== "running") return;
+      c.loading = true;
+      const probe = new Image();
+      probe.onload = () => {
+        const img = c.querySelector("img");
+        img.src = probe.src; img.hidden = false;
+        c.querySelector(".ph").hidden = true;
+        c.querySelector(".live").hidden = false;
+        c.loading = false;
+      };
+      probe.onerror = () => { c.loading = false; };
+      probe.src = `/api/streams/${encodeURIComponent(s.name)}/snapshot.jpg?t=${Date.now()}`;
+    }
     async function refresh() {
       let list;
       try {
@@ -27,33 +69,33 @@ window.danstream = (() => {
       }
       document.getElementById("empty").hidden = list.length > 0;
       const viewers = list.reduce((n, s) => n + (s.viewers || 0), 0);
-      document.getElementById("summary").textContent = `${list.length} stream${list.length === 1 ? "" : "s"} · ${viewers} viewer${viewers === 1 ? "" : "s"}`;
+      const running = list.filter((s) => s.state === "running").length;
+      document.getElementById("summary").textContent =
+        `${list.length} stream${list.length === 1 ? "" : "s"} · ${running} running · ${viewers} viewer${viewers === 1 ? "" : "s"}`;
       for (const s of list) {
         let c = cards.get(s.name);
-        if (!c) {
-          c = document.createElement("a");
-          c.className = "card";
-          c.href = `/streams/${encodeURIComponent(s.name)}`;
-          c.innerHTML = `<img class="thumb" alt=""><div class="body"><div class="row"><span class="name"></span><span class="pill"></span></div><div class="meta"></div><div class="meta src"></div></div>`;
-          grid.appendChild(c);
-          cards.set(s.name, c);
-        }
+        if (!c) { c = card(s); cards.set(s.name, c); }
         c.querySelector(".name").textContent = s.name;
         const pill = c.querySelector(".pill");
         pill.textContent = s.state;
         pill.className = `pill ${s.state}`;
+        c.querySelector(".scale").textContent = s.scale ? `×${s.scale}` : "";
+        c.querySelector(".f-in").textContent = fmtSize(s.input_width, s.input_height);
+        c.querySelector(".f-out").textContent = fmtSize(s.output_width, s.output_height);
+        c.querySelector(".f-fps").textContent = fmt(s.fps_out);
+        c.querySelector(".f-view").textContent = String(s.viewers || 0);
         c.querySelector(".meta").textContent =
-          `${fmtSize(s.input_width, s.input_height)} → ${fmtSize(s.output_width, s.output_height)} · ×${s.scale || "?"} · ${fmt(s.fps_out)} fps · ${s.viewers} watching`;
-        c.querySelector(".src").textContent = `${s.model || ""}  ${s.source || ""}`;
-        // Live thumbnail: a fresh snapshot every few seconds (skipped when no frame yet).
-        const img = c.querySelector(".thumb");
-        const probe = new Image();
-        probe.onload = () => { img.src = probe.src; };
-        probe.src = `/api/streams/${encodeURIComponent(s.name)}/snapshot.jpg?t=${Date.now()}`;
+          `${s.model || "–"} · SR ${fmt(s.sr_ms, 0)} ms · cache ${pct(s.cache_hit_rate)} · ${s.source || ""}`;
+        const err = c.querySelector(".err");
+        err.textContent = s.error || "";
+        err.hidden = !s.error;
+        if (s.state !== "running") c.querySelector(".live").hidden = true;
+        thumb(c, s);
       }
+      for (const [n, c] of cards) if (!list.some((s) => s.name === n)) { c.remove(); cards.delete(n); }
     }
     await refresh();
-    setInterval(refresh, 3000);
+    setInterval(refresh, 2000);
   }
 
   // WHEP (RFC 9725) viewer: recvonly video, complete offer (no trickle).
