@@ -132,6 +132,19 @@ try {
     await page.screenshot({ path: zoomShot });
     result.zoom = await page.evaluate(() => ({ zoom: window.danstreamPlayer.zoom, minimap: !document.getElementById('minimap').hidden }));
   }
+  // Wheel zooms, a double-click resets.
+  {
+    const b = await page.locator('#viewport').boundingBox();
+    await page.mouse.move(b.x + b.width * 0.3, b.y + b.height * 0.3);
+    await page.mouse.dblclick(b.x + b.width * 0.3, b.y + b.height * 0.3);
+    const z0 = await page.evaluate(() => window.danstreamPlayer.zoom);
+    await page.mouse.wheel(0, -400);
+    await page.waitForTimeout(300);
+    const z1 = await page.evaluate(() => window.danstreamPlayer.zoom);
+    await page.mouse.dblclick(b.x + b.width * 0.3, b.y + b.height * 0.3);
+    const z2 = await page.evaluate(() => window.danstreamPlayer.zoom);
+    result.wheel = { reset: z0, wheel: z1, dblclick: z2 };
+  }
   result.after = await state();
   result.ok = result.after.videos.every(v => v.width > 0 && v.frames > 5);
 } catch (e) {

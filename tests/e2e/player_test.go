@@ -54,6 +54,9 @@ type compareResult struct {
 		Zoom    float64 `json:"zoom"`
 		Minimap bool    `json:"minimap"`
 	} `json:"zoom"`
+	Wheel struct {
+		Reset, Wheel, Dblclick float64
+	} `json:"wheel"`
 	Logs  []string `json:"logs"`
 	Error string   `json:"error"`
 }
@@ -154,6 +157,9 @@ func TestPlayerCompareShowsTwoHalvesOfOneFrame(t *testing.T) {
 	}
 	if res.Zoom.Zoom != 4 || !res.Zoom.Minimap {
 		t.Errorf("zoom %+v: want 4x with the minimap shown", res.Zoom)
+	}
+	if w := res.Wheel; w.Reset != 1 || w.Wheel <= 1 || w.Dblclick != 1 {
+		t.Errorf("zoom after a double-click %v, after the wheel %v, after another double-click %v; want 1, > 1, 1", w.Reset, w.Wheel, w.Dblclick)
 	}
 	for _, f := range []string{shot, zoomShot} {
 		if fi, err := os.Stat(f); err != nil || fi.Size() < 50_000 {

@@ -30,7 +30,8 @@ window.danstream = (() => {
             <div class="fact"><b class="f-fps">–</b><span>fps</span></div>
             <div class="fact"><b class="f-view">–</b><span>viewers</span></div>
           </div>
-          <div class="meta"></div>
+          <div class="meta m-sr"></div>
+          <div class="meta m-src"></div>
           <div class="err" hidden></div>
           <div class="actions">
             <a href="${href}?mode=compare"><button class="primary">Compare</button></a>
@@ -84,8 +85,11 @@ window.danstream = (() => {
         c.querySelector(".f-out").textContent = fmtSize(s.output_width, s.output_height);
         c.querySelector(".f-fps").textContent = fmt(s.fps_out);
         c.querySelector(".f-view").textContent = String(s.viewers || 0);
-        c.querySelector(".meta").textContent =
-          `${s.model || "–"} · SR ${fmt(s.sr_ms, 0)} ms · cache ${pct(s.cache_hit_rate)} · ${s.source || ""}`;
+        c.querySelector(".m-sr").textContent =
+          `SR ${fmt(s.sr_ms, 0)} ms/frame · cache hit ${pct(s.cache_hit_rate)} · ${fmt(s.tiles_inferred_per_frame)} tiles/frame`;
+        const src = c.querySelector(".m-src");
+        src.textContent = `${s.model || "–"} · ${s.source || ""}`;
+        src.title = src.textContent;
         const err = c.querySelector(".err");
         err.textContent = s.error || "";
         err.hidden = !s.error;
