@@ -117,6 +117,10 @@ func (p *Pipeline) update(fn func(*Status)) {
 // no frame for the watchdog time (default 20 s) is closed and reopened.
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer p.update(func(s *Status) { s.State = StateStopped })
+	if p.lastFrameAt.Load() != 0 {
+		// A restart (on-demand, replaced source): count the outage from now.
+		p.lastFrameAt.Store(time.Now().UnixNano())
+	}
 	phCtx, stopPH := context.WithCancel(ctx)
 	phDone := make(chan struct{})
 	go func() { defer close(phDone); p.placeholderLoop(phCtx) }()

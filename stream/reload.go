@@ -10,8 +10,10 @@ import (
 // WatchConfig reloads the config file when it changes (polled: works on every
 // filesystem, including bind mounts where inotify does not) and applies the
 // streams to m. A file that does not parse or validate is logged and ignored:
-// the running streams stay as they are. Listen addresses need a restart.
-func WatchConfig(ctx context.Context, path string, every time.Duration, m *Manager, log *slog.Logger) {
+// the running streams stay as they are. Listen addresses and TLS files need a
+// restart. Each hook (e.g. swapping the credentials) runs before the streams
+// are applied; one that fails rejects the whole reload.
+func WatchConfig(ctx context.Context, path string, every time.Duration, m *Manager, log *slog.Logger, hooks ...func(Config) error) {
 	stamp := func() (time.Time, int64) {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -36,6 +38,17 @@ func WatchConfig(ctx context.Context, path string, every time.Duration, m *Manag
 		cfg, err := LoadConfig(path)
 		if err != nil {
 			log.Error("config reload rejected; keeping the running streams", "err", err)
+			continue
+		}
+		rejected := false
+		for _, h := range hooks {
+			if err := h(cfg); err != nil {
+				log.Error("config reload rejected; keeping the running config", "err", err)
+				rejected = true
+				break
+			}
+		}
+		if rejected {
 			continue
 		}
 		if err := m.Apply(cfg); err != nil {

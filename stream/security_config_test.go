@@ -1,8 +1,14 @@
 package stream
 
 import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestAuthConfigFromEnvAndValidation(t *testing.T) {
@@ -60,5 +66,54 @@ func TestExposureNeedsAuthOffLoopback(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestReloadHookGetsCredentialsAndCanRejectTheReload(t *testing.T) {
+	path := t.TempDir() + "/c.yaml"
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "streams:\n  a: {source: 'synthetic:32x32@20', model: ../sr/testdata/nearest_x4.onnx, threads: 1}\n"
+	write(base)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startManager(t, cfg)
+	var mu sync.Mutex
+	var seen []string
+	hook := func(c Config) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, tk := range c.Auth.Tokens {
+			seen = append(seen, tk.Token)
+			if strings.HasPrefix(tk.Token, "reject") {
+				return errors.New("refused by hook")
+			}
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go WatchConfig(ctx, path, 50*time.Millisecond, m, slog.Default(), hook)
+	waitFor(t, "a running", func() bool { return stateOf(m, "a") == StateRunning })
+	time.Sleep(100 * time.Millisecond) // WatchConfig has taken its first stamp of the file
+	stream := "  b: {source: 'synthetic:32x32@20', model: ../sr/testdata/nearest_x4.onnx, threads: 1}\n"
+	write(base + stream + "auth:\n  tokens: [{token: rotated-0123456789abc, read: ['*']}]\n")
+	waitFor(t, "b added with the new token seen", func() bool { _, ok := m.Config("b"); return ok })
+	write(base + stream + "  c: {source: 'synthetic:32x32@20', model: ../sr/testdata/nearest_x4.onnx, threads: 1}\n" +
+		"auth:\n  tokens: [{token: reject-0123456789abcd}]\n")
+	waitFor(t, "the hook to see the second edit", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == 2
+	})
+	time.Sleep(200 * time.Millisecond)
+	if _, ok := m.Config("c"); ok {
+		t.Fatal("a reload its hook refused was applied")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,9 +24,9 @@ type AuthRule struct {
 
 // Auth checks credentials. A nil *Auth (or one with no rules) means
 // authentication is off: every request is allowed, as on a loopback-only
-// server with no auth configured.
+// server with no auth configured. Set swaps the rules at runtime (hot reload).
 type Auth struct {
-	rules []authRule
+	rules atomic.Pointer[[]authRule]
 }
 
 type authRule struct {
@@ -42,10 +43,14 @@ type authRule struct {
 
 // NewAuth builds the checker; no rules means authentication is off.
 func NewAuth(rules []AuthRule) *Auth {
-	if len(rules) == 0 {
-		return nil
-	}
 	a := &Auth{}
+	a.Set(rules)
+	return a
+}
+
+// Set replaces the rules; requests already authenticated keep their rights.
+func (a *Auth) Set(rules []AuthRule) {
+	var out []authRule
 	nt := 0
 	for _, r := range rules {
 		ar := authRule{read: map[string]bool{}, admin: r.Admin, all: r.Admin}
@@ -62,13 +67,23 @@ func NewAuth(rules []AuthRule) *Auth {
 			ar.name, ar.userName, ar.user = "user "+r.User, r.User, sha256.Sum256([]byte(r.User))
 			ar.secret, ar.pass = sha256.Sum256([]byte(r.Pass)), r.Pass
 		}
-		a.rules = append(a.rules, ar)
+		out = append(out, ar)
 	}
-	return a
+	a.rules.Store(&out)
+}
+
+func (a *Auth) list() []authRule {
+	if a == nil {
+		return nil
+	}
+	if p := a.rules.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Enabled reports whether requests need credentials.
-func (a *Auth) Enabled() bool { return a != nil && len(a.rules) > 0 }
+func (a *Auth) Enabled() bool { return len(a.list()) > 0 }
 
 // Principal is an authenticated caller and its rights.
 type Principal struct {
@@ -96,13 +111,14 @@ func (r *authRule) principal() *Principal {
 // CheckToken returns the principal of a bearer token, nil if none matches.
 // Every rule is compared (no early exit) so timing says nothing about which.
 func (a *Auth) CheckToken(token string) *Principal {
-	if !a.Enabled() || token == "" {
+	rules := a.list()
+	if len(rules) == 0 || token == "" {
 		return nil
 	}
 	sum := sha256.Sum256([]byte(token))
 	hit := -1
-	for i := range a.rules {
-		r := &a.rules[i]
+	for i := range rules {
+		r := &rules[i]
 		ok := subtle.ConstantTimeCompare(sum[:], r.secret[:]) & boolInt(r.isToken)
 		if ok == 1 && hit < 0 {
 			hit = i
@@ -111,20 +127,21 @@ func (a *Auth) CheckToken(token string) *Principal {
 	if hit < 0 {
 		return nil
 	}
-	return a.rules[hit].principal()
+	return rules[hit].principal()
 }
 
 // CheckBasic returns the principal of a user and password; a token is also
 // accepted as the password with any user name (for RTSP clients and players
 // that only speak Basic). nil if nothing matches.
 func (a *Auth) CheckBasic(user, pass string) *Principal {
-	if !a.Enabled() {
+	rules := a.list()
+	if len(rules) == 0 {
 		return nil
 	}
 	us, ps := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
 	userHit, tokenHit := -1, -1
-	for i := range a.rules {
-		r := &a.rules[i]
+	for i := range rules {
+		r := &rules[i]
 		passOK := subtle.ConstantTimeCompare(ps[:], r.secret[:])
 		if r.isToken {
 			if passOK == 1 && tokenHit < 0 {
@@ -138,9 +155,9 @@ func (a *Auth) CheckBasic(user, pass string) *Principal {
 	}
 	switch {
 	case userHit >= 0:
-		return a.rules[userHit].principal()
+		return rules[userHit].principal()
 	case tokenHit >= 0:
-		return a.rules[tokenHit].principal()
+		return rules[tokenHit].principal()
 	}
 	return nil
 }
@@ -149,11 +166,9 @@ func (a *Auth) CheckBasic(user, pass string) *Principal {
 // holds, nil if none: for protocols that must compute with the plain secret
 // (RTSP Digest). user is "" for a token (any user name goes with it).
 func (a *Auth) Match(ok func(user, secret string) bool) *Principal {
-	if !a.Enabled() {
-		return nil
-	}
-	for i := range a.rules {
-		r := &a.rules[i]
+	rules := a.list()
+	for i := range rules {
+		r := &rules[i]
 		if ok(r.userName, r.pass) {
 			return r.principal()
 		}

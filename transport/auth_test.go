@@ -240,3 +240,21 @@ func TestNoAuthMeansOpen(t *testing.T) {
 		t.Fatal("sentinels must differ")
 	}
 }
+
+func TestAuthSetRotatesCredentials(t *testing.T) {
+	a := NewAuth(nil)
+	if a.Enabled() || a.CheckToken("anything-0123456789") != nil {
+		t.Fatal("no rules: auth off, no token matches")
+	}
+	a.Set([]AuthRule{{Token: "old-token-0123456789", Read: []string{"cam"}}})
+	if p := a.CheckToken("old-token-0123456789"); !a.Enabled() || p == nil || !p.CanRead("cam") || p.CanRead("yard") || p.IsAdmin() {
+		t.Fatalf("old token: %+v", p)
+	}
+	a.Set([]AuthRule{{Token: "new-token-0123456789", Admin: true}})
+	if a.CheckToken("old-token-0123456789") != nil {
+		t.Fatal("rotated-out token still accepted")
+	}
+	if p := a.CheckToken("new-token-0123456789"); p == nil || !p.IsAdmin() || !p.CanRead("yard") || p.Name != "token #1" {
+		t.Fatalf("new token: %+v", p)
+	}
+}

@@ -65,7 +65,17 @@ func runServe(ctx context.Context, args []string) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(ctx) })
 	if *reload > 0 {
-		g.Go(func() error { stream.WatchConfig(ctx, *cfgPath, *reload, mgr, slog.Default()); return nil })
+		// Credentials reload with the streams (token rotation without a restart);
+		// a reload that would leave a non-loopback listener open is refused.
+		reloadAuth := func(c stream.Config) error {
+			c.HTTP, c.RTSP = cfg.HTTP, cfg.RTSP
+			if err := c.CheckExposure(); err != nil {
+				return err
+			}
+			authz.Set(authRules(c.Auth))
+			return nil
+		}
+		g.Go(func() error { stream.WatchConfig(ctx, *cfgPath, *reload, mgr, slog.Default(), reloadAuth); return nil })
 	}
 	g.Go(func() error { return srv.Run(ctx, cfg.HTTP.Listen) })
 	if !cfg.RTSP.Disabled {
