@@ -281,6 +281,11 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
+func isLoopbackIP(ip string) bool {
+	a := net.ParseIP(ip)
+	return a != nil && a.IsLoopback()
+}
+
 // rateLimiter is a per-IP token bucket (signaling only: it guards WHEP POST,
 // where each request costs an ICE gather and a PeerConnection).
 type rateLimiter struct {

@@ -212,7 +212,7 @@ func TestWHEPRateLimitPerIP(t *testing.T) {
 	b := NewBroadcaster("cam", VariantEnhanced, EncoderOptions{})
 	defer b.Close()
 	cat.add(b)
-	_, base := newTestServer(t, cat, ServerOptions{WHEPRate: 0.001, WHEPBurst: 3})
+	_, base := newTestServer(t, cat, ServerOptions{WHEPRate: 0.001, WHEPBurst: 3, LimitLoopback: true})
 	codes := []int{}
 	for range 5 {
 		resp, _ := do(t, "POST", base+"/api/streams/cam/whep", "", "not sdp")
@@ -220,6 +220,13 @@ func TestWHEPRateLimitPerIP(t *testing.T) {
 	}
 	if fmt.Sprint(codes) != "[400 400 400 429 429]" {
 		t.Fatalf("statuses %v, want 3 answered (400: bad offer) then 429", codes)
+	}
+	// Loopback peers are exempt by default (load tools, a local reverse proxy).
+	_, open := newTestServer(t, cat, ServerOptions{WHEPRate: 0.001, WHEPBurst: 1})
+	for range 3 {
+		if resp, _ := do(t, "POST", open+"/api/streams/cam/whep", "", "not sdp"); resp.StatusCode == 429 {
+			t.Fatal("loopback peer rate-limited without LimitLoopback")
+		}
 	}
 	l := newRateLimiter(5, 2)
 	now := time.Now()

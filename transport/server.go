@@ -102,9 +102,12 @@ type ServerOptions struct {
 	// MaxBodyBytes bounds every request body (default 64 KiB).
 	MaxBodyBytes int64
 	// WHEPRate and WHEPBurst are the per-IP token bucket of WHEP POSTs
-	// (default 5/s, burst 20); over it gets 429. A negative rate turns it off (fuzzing).
-	WHEPRate  float64
-	WHEPBurst int
+	// (default 5/s, burst 20); over it gets 429. A negative rate turns it off
+	// (fuzzing). Loopback peers are exempt (load tests, a reverse proxy on the
+	// same host) unless LimitLoopback is set.
+	WHEPRate      float64
+	WHEPBurst     int
+	LimitLoopback bool
 }
 
 func (o ServerOptions) withDefaults() ServerOptions {
@@ -291,7 +294,7 @@ func variantOf(r *http.Request) (string, error) {
 
 func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if !s.limit.allow(remoteIP(r), time.Now()) {
+	if ip := remoteIP(r); (s.opts.LimitLoopback || !isLoopbackIP(ip)) && !s.limit.allow(ip, time.Now()) {
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "too many WHEP requests from this address; retry shortly", http.StatusTooManyRequests)
 		return
