@@ -175,10 +175,12 @@
     viewport.setPointerCapture(e.pointerId);
     pointers.set(e.pointerId, local(e));
     if (pointers.size === 2) {
+      // A second finger: the first one was the start of a pinch, not a divider drag.
+      if (gesture && gesture.kind === "split" && gesture.from !== undefined) setSplit(gesture.from);
       const [a, b] = [...pointers.values()];
       gesture = { kind: "pinch", d: Math.hypot(a[0] - b[0], a[1] - b[1]) || 1, z: zoom };
     } else if (e.target.closest(".slider") || (mode === "compare" && zoom === 1)) {
-      gesture = { kind: "split" };
+      gesture = { kind: "split", from: split };
       setSplit(local(e)[0] / size()[0]);
     } else {
       const [x, y] = local(e);
