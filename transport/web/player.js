@@ -28,7 +28,7 @@
   let split = clamp(Number(params.get("split") || 50), 0, 100) / 100; // divider, fraction of the picture width
   let zoom = 1, tx = 0, ty = 0; // zoomer transform: translate(tx,ty) scale(zoom), origin top-left
   const viewers = { enhanced: null, original: null };
-  const last = { enhanced: null, original: null }; // previous inbound-rtp per variant, for rates
+  const last = { enhanced: null, original: null }; // per variant: inbound-rtp at the start of the rate window, and the rates
   let server = null;
   statsEl.hidden = params.get("stats") !== "1";
 
@@ -446,19 +446,29 @@
     });
     if (!inb) return null;
     const codec = inb.codecId && rep.get(inb.codecId);
-    const prev = last[variant];
-    const out = {
+    // Rates over windows of at least 2 s: at a few fps a shorter one reads 0
+    // (and the panel also refreshes on demand, between ticks).
+    let r = last[variant];
+    const avg = (sum, n) => (n > 0 ? (1000 * sum) / n : null);
+    if (!r) {
+      r = last[variant] = { base: inb, fps: inb.framesPerSecond || null, kbps: null,
+        jitterMs: avg(inb.jitterBufferDelay, inb.jitterBufferEmittedCount), decodeMs: avg(inb.totalDecodeTime, inb.framesDecoded) };
+    }
+    const dt = inb.timestamp - r.base.timestamp, b0 = r.base;
+    if (dt >= 2000) {
+      r.fps = (1000 * ((inb.framesDecoded || 0) - (b0.framesDecoded || 0))) / dt;
+      r.kbps = (8 * (inb.bytesReceived - b0.bytesReceived)) / dt;
+      r.jitterMs = avg(inb.jitterBufferDelay - b0.jitterBufferDelay, inb.jitterBufferEmittedCount - b0.jitterBufferEmittedCount) ?? r.jitterMs;
+      r.decodeMs = avg(inb.totalDecodeTime - b0.totalDecodeTime, inb.framesDecoded - b0.framesDecoded) ?? r.decodeMs;
+      r.base = inb;
+    }
+    return {
       codec: codec ? codec.mimeType.replace("video/", "") : "–",
-      w: inb.frameWidth, h: inb.frameHeight, frames: inb.framesDecoded || 0,
-      fps: prev && inb.timestamp > prev.timestamp ? (1000 * ((inb.framesDecoded || 0) - (prev.framesDecoded || 0))) / (inb.timestamp - prev.timestamp) : inb.framesPerSecond || 0,
-      kbps: prev && inb.timestamp > prev.timestamp ? (8 * (inb.bytesReceived - prev.bytesReceived)) / (inb.timestamp - prev.timestamp) : null,
-      jitterMs: inb.jitterBufferEmittedCount ? (1000 * inb.jitterBufferDelay) / inb.jitterBufferEmittedCount : null,
-      decodeMs: inb.framesDecoded ? (1000 * inb.totalDecodeTime) / inb.framesDecoded : null,
+      w: inb.frameWidth, h: inb.frameHeight, frames: inb.framesDecoded || 0, fps: r.fps, kbps: r.kbps,
+      jitterMs: r.jitterMs, decodeMs: r.decodeMs,
       lost: inb.packetsLost || 0, dropped: inb.framesDropped || 0,
       rttMs: pair && pair.currentRoundTripTime !== undefined ? 1000 * pair.currentRoundTripTime : null,
     };
-    last[variant] = inb;
-    return out;
   }
   // Glass to glass, roughly: capture -> encoded on the server, half the RTT,
   // the browser's jitter buffer and decode.
@@ -521,7 +531,7 @@
     rows.push(`<table><tr><th></th>${vs.map((v) => `<td class="col">${v}</td>`).join("")}</tr>`);
     trow("codec", (x) => x.codec);
     trow("decoded", (x) => fmtSize(x.w, x.h));
-    trow("fps", (x) => fmt(x.fps));
+    trow("fps", (x) => (x.fps !== null ? fmt(x.fps) : "–"));
     trow("frames", (x) => String(x.frames));
     trow("bitrate", (x) => (x.kbps !== null ? `${fmt(x.kbps, 0)} kb/s` : "–"));
     trow("encode", (x, v) => enc(v));
