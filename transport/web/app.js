@@ -3,10 +3,20 @@
 window.danstream = (() => {
   const fmtSize = (w, h) => (w && h ? `${w}×${h}` : "–");
   const fmt = (x, d = 1) => (typeof x === "number" && isFinite(x) ? x.toFixed(d) : "–");
+  // A page opened as ...?token=T (a shared link, when the server requires auth) passes the
+  // token on to every request it makes; browsers cannot add an Authorization header to
+  // <img> loads or navigations.
+  const TOKEN = new URLSearchParams(location.search).get("token");
+  const authed = (u) => {
+    if (!TOKEN) return u;
+    const x = new URL(u, location.href);
+    x.searchParams.set("token", TOKEN);
+    return x.origin === location.origin ? x.pathname + x.search : x.toString();
+  };
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 
   async function streams() {
-    const r = await fetch("/api/streams", { cache: "no-store" });
+    const r = await fetch(authed("/api/streams"), { cache: "no-store" });
     if (!r.ok) throw new Error(`/api/streams: HTTP ${r.status}`);
     return (await r.json()).streams || [];
   }
@@ -20,7 +30,7 @@ window.danstream = (() => {
       c.className = "card";
       const href = `/streams/${encodeURIComponent(s.name)}`;
       c.innerHTML = `
-        <a class="thumbbox" href="${href}?mode=compare" aria-label="Open ${esc(s.name)}">
+        <a class="thumbbox" href="${authed(href + "?mode=compare")}" aria-label="Open ${esc(s.name)}">
           <span class="ph">waiting for the first frame…</span><img alt="" hidden><span class="live" hidden>LIVE</span><span class="scale"></span></a>
         <div class="body">
           <div class="row"><span class="name"></span><span class="pill"></span></div>
@@ -34,8 +44,8 @@ window.danstream = (() => {
           <div class="meta m-src"></div>
           <div class="err" hidden></div>
           <div class="actions">
-            <a href="${href}?mode=compare"><button class="primary">Compare</button></a>
-            <a href="${href}?mode=enhanced"><button>Watch enhanced</button></a>
+            <a href="${authed(href + "?mode=compare")}"><button class="primary">Compare</button></a>
+            <a href="${authed(href + "?mode=enhanced")}"><button>Watch enhanced</button></a>
           </div>
         </div>`;
       grid.appendChild(c);
@@ -55,7 +65,7 @@ window.danstream = (() => {
         c.loading = false;
       };
       probe.onerror = () => { c.loading = false; };
-      probe.src = `/api/streams/${encodeURIComponent(s.name)}/snapshot.jpg?t=${Date.now()}`;
+      probe.src = authed(`/api/streams/${encodeURIComponent(s.name)}/snapshot.jpg?t=${Date.now()}`);
     }
     async function refresh() {
       let list;
@@ -119,7 +129,7 @@ window.danstream = (() => {
           if (pc.iceGatheringState === "complete") { clearTimeout(t); resolve(); }
         });
       });
-      const r = await fetch(this.url, { method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp });
+      const r = await fetch(authed(this.url), { method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp });
       const body = await r.text();
       if (r.status !== 201) throw new Error(`WHEP ${r.status}: ${body.trim()}`);
       const loc = r.headers.get("Location");
@@ -130,9 +140,9 @@ window.danstream = (() => {
       const loc = this.location, pc = this.pc;
       this.location = null; this.pc = null;
       if (pc) pc.close();
-      if (loc) { try { await fetch(loc, { method: "DELETE", keepalive: true }); } catch (_) { /* server gone */ } }
+      if (loc) { try { await fetch(authed(loc), { method: "DELETE", keepalive: true }); } catch (_) { /* server gone */ } }
     }
   }
 
-  return { index, streams, WHEPViewer, fmt, fmtSize, esc };
+  return { index, streams, WHEPViewer, fmt, fmtSize, esc, authed };
 })();
