@@ -17,17 +17,17 @@ type CacheOptions struct {
 	// Threshold is the change of a 4x4 block's mean luma (0..255 levels) above
 	// which the block counts as changed. Block means average sensor noise down
 	// (sigma/4 per frame), so noise alone stays far below it.
-	Threshold float64 // default 6
+	Threshold float64 // default 8
 	// TextureThreshold is the mean absolute per-pixel luma change within a
 	// block above which it counts as changed even if its mean did not move
 	// (texture shifting, thin edges). Its noise floor is about 1.1 sigma of
 	// the sensor's luma noise.
-	TextureThreshold float64 // default 10
+	TextureThreshold float64 // default 12
 	// RefreshFrames bounds how long cached pixels live: every part of the
 	// frame is re-inferred at least once per this many frames (about
 	// tiles/N per frame, the most drifted first, so the cost is spread
 	// instead of spiking).
-	RefreshFrames int // default 90
+	RefreshFrames int // default 120
 	// NoCorrection turns off the first-order correction of reused pixels:
 	// by default the output is the kept HR plus the bicubic enlargement of
 	// how the LR input moved since those pixels were made, so changes below
@@ -40,13 +40,13 @@ type CacheOptions struct {
 
 func (o CacheOptions) withDefaults() CacheOptions {
 	if o.Threshold <= 0 {
-		o.Threshold = 6
+		o.Threshold = 8
 	}
 	if o.TextureThreshold <= 0 {
-		o.TextureThreshold = 10
+		o.TextureThreshold = 12
 	}
 	if o.RefreshFrames <= 0 {
-		o.RefreshFrames = 90
+		o.RefreshFrames = 120
 	}
 	if o.SceneCut <= 0 || o.SceneCut > 1 {
 		o.SceneCut = 0.5

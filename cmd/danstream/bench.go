@@ -67,9 +67,9 @@ func runBench(ctx context.Context, args []string) error {
 	ef.register(fs)
 	input := fs.String("input", "", "video file (its frames are the HR reference)")
 	frames := fs.Int("frames", 300, "frames to process (0: all)")
-	threshold := fs.Float64("threshold", 0, "cache: change of a 4x4 block's mean luma counted as motion (0: default 6)")
-	texture := fs.Float64("texture-threshold", 0, "cache: mean absolute pixel luma change in a block counted as motion (0: default 10)")
-	refresh := fs.Int("refresh", 0, "cache: re-infer every part of the frame at least every N frames (0: default 90)")
+	threshold := fs.Float64("threshold", 0, "cache: change of a 4x4 block's mean luma counted as motion (0: default 8)")
+	texture := fs.Float64("texture-threshold", 0, "cache: mean absolute pixel luma change in a block counted as motion (0: default 12)")
+	refresh := fs.Int("refresh", 0, "cache: re-infer every part of the frame at least every N frames (0: default 120)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
