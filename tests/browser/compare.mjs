@@ -9,34 +9,16 @@
 //   |Laplacian| of luma) of a band each side, the same bands in both frames of
 //   the pair, and how alike the pair's two frames are at thumbnail size (the
 //   same capture instant gives nearly the same small picture).
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { args, launch } from './lib.mjs';
 
-const args = process.argv.slice(2);
-const url = args[0];
-const opt = (name, def) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : def; };
+const { url, opt } = args('node compare.mjs URL [--screenshot FILE] [--zoom-screenshot FILE]');
 const screenshot = opt('--screenshot');
 const zoomShot = opt('--zoom-screenshot');
 const timeoutMs = Number(opt('--timeout-ms', '60000'));
-if (!url) { console.error('usage: node compare.mjs URL [--screenshot FILE] [--zoom-screenshot FILE]'); process.exit(2); }
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'danstream-chromium-'));
-const browser = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  viewport: { width: 1400, height: 900 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required'],
-});
+const { page, logs, close } = await launch();
 const result = { ok: false };
-const logs = [];
 try {
-  const page = browser.pages()[0] || await browser.newPage();
-  page.on('console', m => logs.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', e => logs.push(`pageerror: ${e.message}`));
   await page.goto(url, { waitUntil: 'load' });
   const deadline = Date.now() + timeoutMs;
   const state = () => page.evaluate(() => {
@@ -151,8 +133,7 @@ try {
   result.error = String(e && e.stack || e);
 } finally {
   result.logs = logs.slice(-20);
-  await browser.close();
-  rmSync(userDataDir, { recursive: true, force: true });
+  await close();
 }
 console.log(JSON.stringify(result));
 process.exit(result.ok ? 0 : 1);

@@ -10,58 +10,19 @@
 //    timestamp (which danstream derives from the capture time).
 //   node latency.mjs URL [--seconds N] [--warmup-seconds N] [--codec VP8|H264]
 // URL is a player page, e.g. http://127.0.0.1:8080/streams/demo.
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { args, launch, recordPeerConnections } from './lib.mjs';
 
-const args = process.argv.slice(2);
-const url = args[0];
-const opt = (name, def) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : def; };
+const { url, opt } = args('node latency.mjs URL [--seconds N] [--warmup-seconds N] [--codec VP8|H264]');
 const seconds = Number(opt('--seconds', '20'));
 const warmup = Number(opt('--warmup-seconds', '3'));
 const codec = opt('--codec');
-if (!url || !(seconds > 0)) {
-  console.error('usage: node latency.mjs URL [--seconds N] [--warmup-seconds N] [--codec VP8|H264]');
-  process.exit(2);
-}
+if (!(seconds > 0)) { console.error('--seconds must be > 0'); process.exit(2); }
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'danstream-latency-'));
-const browser = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  viewport: { width: 1400, height: 900 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required'],
-});
+const { page, logs, close } = await launch();
 let result = { ok: false, url };
 try {
-  const page = browser.pages()[0] || await browser.newPage();
-  const logs = [];
-  page.on('console', m => logs.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', e => logs.push(`pageerror: ${e.message}`));
-  await page.addInitScript((codec) => {
-    const Orig = window.RTCPeerConnection;
-    window.__pcs = [];
-    window.RTCPeerConnection = function (...a) {
-      const pc = new Orig(...a);
-      window.__pcs.push(pc);
-      if (codec) {
-        const origAdd = pc.addTransceiver.bind(pc);
-        pc.addTransceiver = (kind, init) => {
-          const t = origAdd(kind, init);
-          if (kind === 'video' && t.setCodecPreferences) {
-            const caps = RTCRtpReceiver.getCapabilities('video').codecs
-              .filter(c => c.mimeType.toLowerCase() === ('video/' + codec).toLowerCase());
-            if (caps.length) t.setCodecPreferences(caps);
-          }
-          return t;
-        };
-      }
-      return pc;
-    };
-    window.RTCPeerConnection.prototype = Orig.prototype;
+  await recordPeerConnections(page, codec);
+  await page.addInitScript(() => {
     // Per displayed frame, from requestVideoFrameCallback (on every <video>).
     window.__frames = [];
     window.__recording = false;
@@ -80,7 +41,7 @@ try {
     new MutationObserver(() => document.querySelectorAll('video').forEach(watch))
       .observe(document, { childList: true, subtree: true });
     document.addEventListener('DOMContentLoaded', () => document.querySelectorAll('video').forEach(watch));
-  }, codec || null);
+  });
 
   const snapshot = () => page.evaluate(async () => {
     const out = [];
@@ -170,8 +131,7 @@ try {
 } catch (e) {
   result.error = String(e && e.stack || e);
 } finally {
-  await browser.close();
-  rmSync(userDataDir, { recursive: true, force: true });
+  await close();
 }
 console.log(JSON.stringify(result));
 process.exit(result.ok ? 0 : 1);
