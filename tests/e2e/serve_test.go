@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/danstream/danstream/internal/rtsptest"
 )
 
 var (
@@ -237,26 +239,11 @@ func TestBrowserDecodesEnhancedStreamAtModelScale(t *testing.T) {
 func TestRTSPRelayDeliversEnhancedSizeToFFprobe(t *testing.T) {
 	s := startServe(t, defaultConfig(t))
 	st := s.waitRunning(t, "demo")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v:0",
-		"-count_frames", "-read_intervals", "%+3", "-show_entries", "stream=codec_name,width,height,nb_read_frames",
-		"-of", "json", "rtsp://"+s.rtsp+"/demo").CombinedOutput()
+	r, err := rtsptest.ProbeRTSP(context.Background(), "rtsp://"+s.rtsp+"/demo", 3)
 	if err != nil {
-		t.Fatalf("ffprobe: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	var res struct {
-		Streams []struct {
-			Codec  string `json:"codec_name"`
-			W      int    `json:"width"`
-			H      int    `json:"height"`
-			Frames string `json:"nb_read_frames"`
-		} `json:"streams"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil || len(res.Streams) != 1 {
-		t.Fatalf("ffprobe output %s: %v", out, err)
-	}
-	if r := res.Streams[0]; r.Codec != "h264" || r.W != st.OutputWidth || r.H != st.OutputHeight || r.Frames == "0" {
+	if r.Codec != "h264" || r.Width != st.OutputWidth || r.Height != st.OutputHeight || r.Frames == 0 {
 		t.Fatalf("ffprobe read %+v, want h264 %dx%d with frames", r, st.OutputWidth, st.OutputHeight)
 	}
 }

@@ -2,9 +2,7 @@ package rtsp
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"os/exec"
@@ -17,6 +15,7 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 
 	"github.com/danstream/danstream/frame"
+	"github.com/danstream/danstream/internal/rtsptest"
 	"github.com/danstream/danstream/transport"
 )
 
@@ -107,34 +106,15 @@ func TestRelayServesDecodableH264ToFFprobe(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Trim(tc.path, "/"), func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-rtsp_transport", "tcp",
-				"-select_streams", "v:0", "-count_frames", "-read_intervals", "%+2",
-				"-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "json",
-				"rtsp://"+addr+tc.path).CombinedOutput()
+			r, err := rtsptest.ProbeRTSP(context.Background(), "rtsp://"+addr+tc.path, 2)
 			if err != nil {
-				t.Fatalf("ffprobe: %v\n%s", err, out)
+				t.Fatal(err)
 			}
-			var res struct {
-				Streams []struct {
-					Codec  string `json:"codec_name"`
-					W      int    `json:"width"`
-					H      int    `json:"height"`
-					Frames string `json:"nb_read_frames"`
-				} `json:"streams"`
+			if r.Codec != "h264" || r.Width != tc.w || r.Height != tc.h {
+				t.Fatalf("got %s %dx%d, want h264 %dx%d", r.Codec, r.Width, r.Height, tc.w, tc.h)
 			}
-			if err := json.Unmarshal(out, &res); err != nil || len(res.Streams) != 1 {
-				t.Fatalf("ffprobe output %s: %v", out, err)
-			}
-			s := res.Streams[0]
-			if s.Codec != "h264" || s.W != tc.w || s.H != tc.h {
-				t.Fatalf("got %s %dx%d, want h264 %dx%d", s.Codec, s.W, s.H, tc.w, tc.h)
-			}
-			var n int
-			fmt.Sscan(s.Frames, &n)
-			if n < 10 {
-				t.Fatalf("decoded %d frames in 2 s, want >= 10", n)
+			if r.Frames < 10 {
+				t.Fatalf("decoded %d frames in 2 s, want >= 10", r.Frames)
 			}
 		})
 	}
