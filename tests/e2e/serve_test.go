@@ -66,8 +66,12 @@ type server struct {
 	done       chan error
 }
 
-func (s *server) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.log.Write(p) }
-func (s *server) logs() string                 { s.mu.Lock(); defer s.mu.Unlock(); return s.log.String() }
+func (s *server) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.Write(p)
+}
+func (s *server) logs() string { s.mu.Lock(); defer s.mu.Unlock(); return s.log.String() }
 
 // startServe runs the binary on config text (HTTP_ADDR and RTSP_ADDR replaced by free ports)
 // and waits until /healthz answers.
