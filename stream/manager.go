@@ -35,6 +35,7 @@ type Manager struct {
 	ctx     context.Context // set by Run; streams added before Run start then
 	streams map[string]*managed
 	wg      sync.WaitGroup
+	swapMu  sync.Mutex // one model swap at a time (they load a model: slow)
 }
 
 // managed is one stream: its config, its pipeline and broadcasters, and the
@@ -46,6 +47,9 @@ type managed struct {
 	cancel             context.CancelFunc
 	done               chan struct{}
 	idleSince          time.Time
+	// modelPath is the model file running now and prevModel the one it
+	// replaced (SwapModel / RollbackModel); under Manager.swapMu.
+	modelPath, prevModel string
 }
 
 // NewManager loads every stream's model and prepares its pipeline; nothing runs
@@ -89,7 +93,8 @@ func buildStream(name string, sc StreamConfig, log *slog.Logger) (*managed, erro
 	}
 	enc := transport.EncoderOptions{BitrateKbps: sc.Bitrate, KeyframeInterval: max(1, int(sc.Keyframe.Seconds()*fps))}
 	ms := &managed{
-		cfg:      sc,
+		cfg:       sc,
+		modelPath: path,
 		enhanced: transport.NewBroadcaster(name, VariantEnhanced, enc),
 		original: transport.NewBroadcaster(name, VariantOriginal, enc),
 	}
@@ -266,6 +271,86 @@ func (m *Manager) Apply(cfg Config) error {
 	return errors.Join(errs...)
 }
 
+// SwapModel loads the model at path beside the one a stream runs (its ORT
+// session is created and warmed up first), checks the scale matches, and
+// switches the stream to it between two frames; viewers stay connected. A
+// model that fails to load or has another scale changes nothing. The model it
+// replaced is kept for RollbackModel. The stream's configuration is not
+// changed, so a config reload that leaves the stream alone keeps the swapped
+// model; one that changes the stream rebuilds it from its configured model.
+func (m *Manager) SwapModel(name, path string) (previous string, err error) {
+	m.swapMu.Lock()
+	defer m.swapMu.Unlock()
+	m.mu.RLock()
+	ms := m.streams[name]
+	m.mu.RUnlock()
+	if ms == nil {
+		return "", fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	sc := ms.cfg
+	up, err := sr.LoadModel(path, sr.ModelOptions{
+		Provider: sc.Provider, Threads: sc.Threads, Cache: sc.CacheEnabled(), Logger: m.log.With("stream", name),
+	})
+	if err != nil {
+		return "", fmt.Errorf("stream %q: swap model: %w", name, err)
+	}
+	if cur := ms.p.upscaler().Scale(); up.Scale() != cur {
+		up.Close()
+		return "", fmt.Errorf("stream %q: swap model: %s is x%d but the stream runs x%d", name, path, up.Scale(), cur)
+	}
+	m.mu.RLock()
+	still := m.streams[name] == ms
+	m.mu.RUnlock()
+	if !still { // replaced or removed while the model loaded
+		up.Close()
+		return "", fmt.Errorf("stream %q: swap model: the stream was reconfigured meanwhile", name)
+	}
+	if err := ms.p.SwapUpscaler(up); err != nil {
+		return "", err
+	}
+	previous = ms.modelPath
+	ms.prevModel, ms.modelPath = previous, path
+	m.log.Info("model swap", "stream", name, "model", path, "previous", previous)
+	return previous, nil
+}
+
+// RollbackModel switches a stream back to the model it ran before the last
+// SwapModel (a second rollback swaps forward again).
+func (m *Manager) RollbackModel(name string) (restored string, err error) {
+	m.swapMu.Lock()
+	m.mu.RLock()
+	ms := m.streams[name]
+	m.mu.RUnlock()
+	var prev string
+	if ms != nil {
+		prev = ms.prevModel
+	}
+	m.swapMu.Unlock()
+	if ms == nil {
+		return "", fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if prev == "" {
+		return "", fmt.Errorf("stream %q: no previous model to roll back to", name)
+	}
+	if _, err := m.SwapModel(name, prev); err != nil {
+		return "", fmt.Errorf("rollback: %w", err)
+	}
+	return prev, nil
+}
+
+// ModelPaths returns the model file a stream runs and the one it replaced ("" if none).
+func (m *Manager) ModelPaths(name string) (current, previous string, ok bool) {
+	m.swapMu.Lock()
+	defer m.swapMu.Unlock()
+	m.mu.RLock()
+	ms := m.streams[name]
+	m.mu.RUnlock()
+	if ms == nil {
+		return "", "", false
+	}
+	return ms.modelPath, ms.prevModel, true
+}
+
 // Config returns a stream's effective settings.
 func (m *Manager) Config(name string) (StreamConfig, bool) {
 	m.mu.RLock()
@@ -365,7 +450,7 @@ func (m *Manager) List() []transport.StreamStatus {
 		}
 		if ms, ok := m.streams[s.Name]; ok {
 			out[i].Delivery = []transport.BroadcastStats{ms.enhanced.Stats(), ms.original.Stats()}
-			if src, ok := ms.p.up.(sr.MetricsSource); ok {
+			if src, ok := ms.p.upscaler().(sr.MetricsSource); ok {
 				srm := src.Metrics()
 				out[i].CacheHitRate, out[i].TilesInferredPerFrame = srm.HitRate(), srm.TilesInferredPerFrame()
 			}

@@ -58,7 +58,7 @@ func (m *Manager) WriteMetrics(w io.Writer) {
 				r.del[i].frames += e.Frames
 			}
 		}
-		if src, ok := ms.p.up.(sr.MetricsSource); ok {
+		if src, ok := ms.p.upscaler().(sr.MetricsSource); ok {
 			r.srm = src.Metrics()
 		}
 		rows = append(rows, r)

@@ -43,7 +43,7 @@ type Pipeline struct {
 	Name     string
 	cfg      StreamConfig
 	open     Opener
-	up       sr.Upscaler // the DAN model
+	up       sr.Upscaler // the DAN model; replaced only under mu (SwapUpscaler)
 	baseline sr.Upscaler // bicubic, for the "original" view at the same output size
 	enhanced Sink
 	original Sink
@@ -52,12 +52,17 @@ type Pipeline struct {
 	mu     sync.Mutex
 	status Status
 	src    capture.Source // the open source, nil between sources (under mu)
+	// pending is the model SwapUpscaler handed over while the consume loop
+	// runs; the loop installs it between two frames (under mu).
+	pending sr.Upscaler
 
 	// writeMu serialises writes to the sinks (the Run loop and the
 	// placeholder ticker); lastEnh/lastOrig are the last real frames.
 	writeMu           sync.Mutex
 	lastEnh, lastOrig frame.Frame
 	lastFrameAt       atomic.Int64 // unix ns of the last real frame, 0 before the first
+
+	retiring sync.WaitGroup // old models being closed after a swap
 
 	framesIn, framesOut atomic.Uint64
 	srHist              histogram
@@ -268,8 +273,12 @@ func (p *Pipeline) consume(ctx context.Context, src capture.Source) error {
 		}
 		last = f.Captured
 		p.framesIn.Add(1)
+		retired := p.installPending()
 		t1 := time.Now()
 		out, err := p.up.Upscale(ctx, f)
+		if retired != nil {
+			p.retire(retired) // after the new model's first frame, off the frame path
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -319,9 +328,84 @@ func (p *Pipeline) consume(ctx context.Context, src capture.Source) error {
 	}
 }
 
-// Close releases the upscalers.
+// SwapUpscaler replaces the model between two frames: the running loop
+// installs next before its next Upscale and closes the old model after that
+// frame, so viewers see no gap. A pipeline that is not consuming (idle,
+// reconnecting, stopped) switches at once. next must have the same scale
+// (the output size and the encoders depend on it); the pipeline owns it from
+// here on, also when an error is returned.
+func (p *Pipeline) SwapUpscaler(next sr.Upscaler) error {
+	p.mu.Lock()
+	if cur := p.up.Scale(); next.Scale() != cur {
+		p.mu.Unlock()
+		next.Close()
+		return fmt.Errorf("stream %q: model %s is x%d, the stream runs x%d", p.Name, next.Name(), next.Scale(), cur)
+	}
+	old := p.pending // a swap that was not picked up yet is superseded
+	p.pending = next
+	var retired sr.Upscaler
+	if p.src == nil {
+		retired = p.installPendingLocked()
+	}
+	p.mu.Unlock()
+	if old != nil {
+		p.retire(old)
+	}
+	if retired != nil {
+		p.retire(retired)
+	}
+	return nil
+}
+
+// installPending puts a pending model in place and returns the one it
+// replaced (nil when none was pending). Called by the consume loop.
+func (p *Pipeline) installPending() sr.Upscaler {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.installPendingLocked()
+}
+
+func (p *Pipeline) installPendingLocked() sr.Upscaler {
+	if p.pending == nil {
+		return nil
+	}
+	old := p.up
+	p.up, p.pending = p.pending, nil
+	p.status.Model = p.up.Name()
+	p.log.Info("model swapped", "from", old.Name(), "to", p.up.Name())
+	return old
+}
+
+// upscaler returns the model in use (for metrics, from other goroutines).
+func (p *Pipeline) upscaler() sr.Upscaler {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.up
+}
+
+// retire closes a replaced model on its own goroutine; Close waits for it.
+func (p *Pipeline) retire(u sr.Upscaler) {
+	p.retiring.Add(1)
+	go func() {
+		defer p.retiring.Done()
+		if err := u.Close(); err != nil {
+			p.log.Warn("closing the replaced model", "model", u.Name(), "err", err)
+		}
+	}()
+}
+
+// Close releases the upscalers (a pending swap's too).
 func (p *Pipeline) Close() error {
-	return errors.Join(p.up.Close(), p.baseline.Close())
+	p.mu.Lock()
+	up, pending := p.up, p.pending
+	p.pending = nil
+	p.mu.Unlock()
+	errs := []error{up.Close(), p.baseline.Close()}
+	if pending != nil {
+		errs = append(errs, pending.Close())
+	}
+	p.retiring.Wait()
+	return errors.Join(errs...)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
