@@ -95,8 +95,8 @@ func buildStream(name string, sc StreamConfig, log *slog.Logger) (*managed, erro
 	ms := &managed{
 		cfg:       sc,
 		modelPath: path,
-		enhanced: transport.NewBroadcaster(name, VariantEnhanced, enc),
-		original: transport.NewBroadcaster(name, VariantOriginal, enc),
+		enhanced:  transport.NewBroadcaster(name, VariantEnhanced, enc),
+		original:  transport.NewBroadcaster(name, VariantOriginal, enc),
 	}
 	opts := capture.Options{Width: sc.Width, Height: sc.Height, FPS: sc.FPS, Loop: sc.Loop, Logger: log.With("stream", name)}
 	open := func(ctx context.Context) (capture.Source, error) { return capture.Open(ctx, sc.Source, opts) }

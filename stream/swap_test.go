@@ -24,8 +24,12 @@ type seqSink struct {
 	seqs []uint64
 }
 
-func (s *seqSink) WriteFrame(f frame.Frame) { s.mu.Lock(); s.seqs = append(s.seqs, f.Seq); s.mu.Unlock() }
-func (s *seqSink) Viewers() int             { return 1 }
+func (s *seqSink) WriteFrame(f frame.Frame) {
+	s.mu.Lock()
+	s.seqs = append(s.seqs, f.Seq)
+	s.mu.Unlock()
+}
+func (s *seqSink) Viewers() int { return 1 }
 func (s *seqSink) snapshot() []uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
