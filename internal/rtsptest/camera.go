@@ -1,0 +1,133 @@
+package rtsptest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// VTest is OpenCV's sample surveillance clip (768x576, 10 fps, people walking
+// through a hall), shipped by Debian's opencv-doc.
+const VTest = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+
+// CameraOptions shapes the test camera's sub stream, the degradation a real
+// IP camera applies between its sensor and its cheap stream. Zero values pick
+// the defaults shown.
+type CameraOptions struct {
+	Video      string  // footage for both streams (VTest)
+	Divisor    int     // sub = main / Divisor in each dimension (2)
+	BlurSigma  float64 // gaussian blur before downscaling, optics + ISP (1.0)
+	Noise      int     // temporal luma/chroma noise strength, sensor (6)
+	SubKbps    int     // H.264 bitrate of the sub stream (250)
+	MainPath   string  // RTSP path of the main stream ("main")
+	SubPath    string  // RTSP path of the sub stream ("sub")
+	FFmpegArgs []string
+}
+
+func (o CameraOptions) withDefaults() CameraOptions {
+	if o.Video == "" {
+		o.Video = VTest
+	}
+	if o.Divisor <= 0 {
+		o.Divisor = 2
+	}
+	if o.BlurSigma <= 0 {
+		o.BlurSigma = 1.0
+	}
+	if o.Noise <= 0 {
+		o.Noise = 6
+	}
+	if o.SubKbps <= 0 {
+		o.SubKbps = 250
+	}
+	if o.MainPath == "" {
+		o.MainPath = "main"
+	}
+	if o.SubPath == "" {
+		o.SubPath = "sub"
+	}
+	return o
+}
+
+// Camera is a running test camera: two RTSP paths fed by one ffmpeg process
+// from the same decoded frames, so the sub stream is a known degradation of
+// the main stream at the same instant.
+type Camera struct {
+	MainURL, SubURL string
+	Options         CameraOptions
+	// Stop ends the camera early (both streams vanish); safe to call twice.
+	Stop func()
+}
+
+// PublishTestCamera publishes the looped footage in real time (-re) as
+// `main` (full size, H.264, keyframe every 25 frames) and `sub` (blurred,
+// scaled to 1/Divisor, noisy, H.264 at a low bitrate) on s, and waits until
+// both are being recorded. It skips the test when ffmpeg or the footage is
+// missing.
+func PublishTestCamera(tb testing.TB, s *Server, opts CameraOptions) *Camera {
+	tb.Helper()
+	o := opts.withDefaults()
+	bin, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		tb.Skip("rtsptest: ffmpeg not installed (apt-get install ffmpeg); skipping the test camera")
+	}
+	if _, err := os.Stat(o.Video); err != nil {
+		tb.Skipf("rtsptest: test camera footage %s missing (apt-get install opencv-doc): %v", o.Video, err)
+	}
+	cam := &Camera{MainURL: s.URL(o.MainPath), SubURL: s.URL(o.SubPath), Options: o}
+	// split feeds both encoders the same decoded frame, so frame n of main
+	// and frame n of sub are one sensor instant.
+	graph := fmt.Sprintf("[0:v]split=2[m][s0];[s0]gblur=sigma=%g,scale=iw/%d:ih/%d:flags=area,noise=alls=%d:allf=t[s]",
+		o.BlurSigma, o.Divisor, o.Divisor, o.Noise)
+	x264 := []string{"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-pix_fmt", "yuv420p"}
+	rtsp := []string{"-f", "rtsp", "-rtsp_transport", "tcp"}
+	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin",
+		"-re", "-stream_loop", "-1", "-i", o.Video, "-filter_complex", graph}
+	args = append(args, "-map", "[m]")
+	args = append(args, x264...)
+	args = append(args, rtsp...)
+	args = append(args, cam.MainURL, "-map", "[s]")
+	args = append(args, x264...)
+	kb := fmt.Sprintf("%dk", o.SubKbps)
+	args = append(args, "-b:v", kb, "-maxrate", kb, "-bufsize", fmt.Sprintf("%dk", o.SubKbps/2))
+	args = append(args, o.FFmpegArgs...)
+	args = append(args, rtsp...)
+	args = append(args, cam.SubURL)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = 3 * time.Second
+	if err := cmd.Start(); err != nil {
+		cancel()
+		tb.Fatalf("rtsptest: start ffmpeg for the test camera: %v", err)
+	}
+	var once sync.Once
+	cam.Stop = func() {
+		once.Do(func() {
+			cancel()
+			_ = cmd.Wait() // killed on purpose: the exit status says nothing
+		})
+	}
+	tb.Cleanup(func() {
+		cam.Stop()
+		if tb.Failed() && stderr.Len() > 0 {
+			tb.Logf("test camera ffmpeg stderr:\n%s", stderr.String())
+		}
+	})
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	for _, p := range []string{o.MainPath, o.SubPath} {
+		if err := s.WaitPublishing(wctx, p); err != nil {
+			cam.Stop() // ffmpeg has exited: its stderr can be read
+			tb.Fatalf("rtsptest: test camera: %v (ffmpeg: %s)", err, strings.TrimSpace(stderr.String()))
+		}
+	}
+	return cam
+}
