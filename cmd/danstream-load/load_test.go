@@ -73,9 +73,10 @@ func TestLoadViewersAllReceiveFramesAndLeaveNoSessions(t *testing.T) {
 	if res.FPS.N != 5 || res.FPS.Min <= 0 {
 		t.Errorf("frames in the window per viewer: %+v; every viewer should have received frames", res.FPS)
 	}
-	// Not asserted: whether the first frame is a keyframe depends on when the
-	// server's write loop sees the connection (reported, not a load-tool property).
-	t.Logf("%d of 5 viewers started with a keyframe", res.FirstFrameIsKey)
+	// The server starts every viewer at a keyframe once it is connected.
+	if res.FirstFrameIsKey != 5 {
+		t.Errorf("%d of 5 viewers started with a keyframe, want 5", res.FirstFrameIsKey)
+	}
 	if !res.Encoder.Once {
 		t.Errorf("encoder check: %+v; want one encode per input frame", res.Encoder)
 	}
