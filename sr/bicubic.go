@@ -3,6 +3,8 @@ package sr
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/danstream/danstream/frame"
 )
@@ -167,7 +169,14 @@ func (c *correction) apply(dst, kept, cur, ref []byte, w, h, s int) {
 		*c = correction{w: w, h: h, ow: ow, oh: oh, tx: makeTaps(w, ow), ty: makeTaps(h, oh),
 			diff: make([]float32, w*h), tmp: make([]float32, h*ow), rowNZ: make([]bool, h)}
 	}
-	for y := 0; y < h; y++ {
+	// The model is idle meanwhile, so its cores split the rows.
+	parallelRows(h, func(y0, y1 int) { c.horizontal(cur, ref, y0, y1) })
+	parallelRows(oh, func(o0, o1 int) { c.vertical(dst, kept, o0, o1) })
+}
+
+func (c *correction) horizontal(cur, ref []byte, y0, y1 int) {
+	w, ow := c.w, c.ow
+	for y := y0; y < y1; y++ {
 		nz := false
 		d := c.diff[y*w : (y+1)*w]
 		for x := range d {
@@ -187,7 +196,11 @@ func (c *correction) apply(dst, kept, cur, ref []byte, w, h, s int) {
 			t[o] = wt[0]*d[id[0]] + wt[1]*d[id[1]] + wt[2]*d[id[2]] + wt[3]*d[id[3]]
 		}
 	}
-	for o := 0; o < oh; o++ {
+}
+
+func (c *correction) vertical(dst, kept []byte, o0, o1 int) {
+	ow := c.ow
+	for o := o0; o < o1; o++ {
 		id, wt := c.ty.idx[o], c.ty.w[o]
 		dr := dst[o*ow*3 : (o+1)*ow*3]
 		kr := kept[o*ow*3 : (o+1)*ow*3]
@@ -206,6 +219,25 @@ func (c *correction) apply(dst, kept, cur, ref []byte, w, h, s int) {
 			d[2] = addClamp(k[2], v)
 		}
 	}
+}
+
+// parallelRows runs fn over [0, n) split into one chunk per CPU (at most 4).
+func parallelRows(n int, fn func(a, b int)) {
+	p := min(runtime.GOMAXPROCS(0), 4, max(1, n/32))
+	if p <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < p; i++ {
+		a, b := n*i/p, n*(i+1)/p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(a, b)
+		}()
+	}
+	wg.Wait()
 }
 
 // addClamp returns b + v (v already carries the +0.5 for rounding) in 0..255.
