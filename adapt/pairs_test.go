@@ -1,0 +1,165 @@
+package adapt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/danstream/danstream/capture"
+	"github.com/danstream/danstream/internal/rtsptest"
+)
+
+func open(t *testing.T, url string) capture.Source {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	src, err := capture.Open(ctx, url, capture.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The collector pairs the test camera's sub and main streams: every stored
+// pair is registered within a fraction of a pixel, the dataset is bounded and
+// rotates, a disk that refuses writes is survived, and no Mat leaks.
+func TestCollectorBuildsARegisteredRotatingDatasetFromTheTestCamera(t *testing.T) {
+	matsBefore, counting := capture.MatCount()
+	s := rtsptest.Start(t)
+	cam := rtsptest.PublishTestCamera(t, s, rtsptest.CameraOptions{})
+	sub, main := open(t, cam.SubURL), open(t, cam.MainURL)
+	dir := filepath.Join(t.TempDir(), "pairs")
+	const maxPairs = 20
+	c, err := NewCollector(sub, main, CollectorOptions{Dir: dir, Scale: 2, MaxPairs: maxPairs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			sub.Close()
+			main.Close()
+		}
+	}
+	defer stop()
+
+	limit := 3 * time.Minute
+	waitFor(t, "5 pairs", limit, func() bool { return c.Stats().Stored >= 5 })
+
+	// The disk goes away: the folder is replaced by a file, writes fail.
+	moved := dir + ".moved"
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a write error", limit, func() bool { return c.Stats().WriteErrors > 0 })
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(moved, dir); err != nil {
+		t.Fatal(err)
+	}
+
+	waitFor(t, "more pairs than the dataset keeps", limit, func() bool { return c.Stats().Stored >= maxPairs+5 })
+	stop()
+	st := c.Stats()
+	t.Logf("stats %+v", st)
+	if st.OnDisk != maxPairs {
+		t.Fatalf("%d pairs on disk, want %d", st.OnDisk, maxPairs)
+	}
+
+	b, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("manifest: %v", err)
+	}
+	if m.Scale != 2 || m.LRWidth != 384 || m.LRHeight != 288 || m.HRWidth != 768 || m.HRHeight != 576 || len(m.Pairs) != maxPairs {
+		t.Fatalf("manifest header %+v with %d pairs", m, len(m.Pairs))
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "*.png"))
+	if len(names) != 2*maxPairs {
+		t.Fatalf("%d PNG files, want %d (old pairs rotated out)", len(names), 2*maxPairs)
+	}
+	var worst, worstDt float64
+	for i, p := range m.Pairs {
+		if i > 0 && p.ID <= m.Pairs[i-1].ID {
+			t.Fatalf("pair ids not increasing: %d after %d", p.ID, m.Pairs[i-1].ID)
+		}
+		if p.ID >= m.NextID {
+			t.Fatalf("pair id %d >= next id %d", p.ID, m.NextID)
+		}
+		worst = max(worst, math.Abs(p.DX), math.Abs(p.DY))
+		worstDt = max(worstDt, math.Abs(p.DtMillis))
+		if p.Response < 0.15 {
+			t.Fatalf("pair %d stored with response %.2f", p.ID, p.Response)
+		}
+	}
+	// The test camera's sub is main's own frame blurred and halved: the true
+	// shift is zero (area downscaling keeps the pixel grid aligned).
+	if worst > 0.5 {
+		t.Fatalf("largest registered shift %.2f sub pixels, want < 0.5", worst)
+	}
+	t.Logf("%d pairs, largest shift %.3f px, largest capture-time difference %.0f ms", len(m.Pairs), worst, worstDt)
+	for _, f := range []struct {
+		name string
+		w, h int
+	}{{m.Pairs[0].LR, 384, 288}, {m.Pairs[0].HR, 768, 576}} {
+		fh, err := os.Open(filepath.Join(dir, f.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := png.DecodeConfig(fh)
+		fh.Close()
+		if err != nil || cfg.Width != f.w || cfg.Height != f.h {
+			t.Fatalf("%s: %dx%d (%v), want %dx%d", f.name, cfg.Width, cfg.Height, err, f.w, f.h)
+		}
+	}
+	if counting {
+		if n, _ := capture.MatCount(); n != matsBefore {
+			t.Fatalf("GoCV Mats: %d open after, %d before", n, matsBefore)
+		}
+	} else {
+		t.Log("built without -tags matprofile: Mat leaks are not counted")
+	}
+}
+
+func TestCollectorRefusesStreamsWithDifferentAspectRatios(t *testing.T) {
+	sub, main := open(t, "synthetic:320x180@5"), open(t, "synthetic:640x480@5")
+	defer sub.Close()
+	defer main.Close()
+	_, err := NewCollector(sub, main, CollectorOptions{Dir: t.TempDir(), Scale: 2})
+	if !errors.Is(err, ErrAspect) {
+		t.Fatalf("err = %v, want ErrAspect", err)
+	}
+	t.Log(err)
+}
