@@ -15,6 +15,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -31,19 +32,24 @@ type CollectorOptions struct {
 	Dir      string // dataset folder (created); required
 	Scale    int    // HR = sub size x Scale, the model's scale; required
 	MaxPairs int    // pairs kept on disk, oldest deleted first (500)
-	// Tolerance bounds |sub.Captured - main.Captured| for candidate pairs;
-	// the best candidate is then picked by content (150 ms).
+	// Tolerance bounds |main.Captured - sub.Captured - offset| for candidate
+	// pairs, where offset is the learnt delay of the main stream (decoding a
+	// larger picture takes longer); the best candidate is then picked by
+	// content (300 ms).
 	Tolerance time.Duration
 	// MaxMotion rejects a sub frame whose 8x8-block mean luma differs from
 	// the previous sub frame's by more than this on average (0..255, 3):
 	// with motion, a small timing error between the streams misaligns the pair.
 	MaxMotion float64
 	// MaxContentDiff rejects a pair whose downscaled main differs from the
-	// sub frame by more than this mean block luma difference (0..255, 10):
-	// not the same instant.
+	// sub frame by more than this in the 99th percentile of 8x8-block mean
+	// luma differences (0..255, 8): not the same instant. The percentile, not
+	// the mean, because a walking person one frame off changes 1% of the
+	// blocks a lot and the mean hardly (vtest: exact instant ~2, one frame
+	// off 7-47).
 	MaxContentDiff float64
-	MinResponse float64 // phase-correlation peak below which registration failed (0.15)
-	MaxShift    float64 // largest accepted registration shift, sub pixels (1.0)
+	MinResponse    float64 // phase-correlation peak below which registration failed (0.15)
+	MaxShift       float64 // largest accepted registration shift, sub pixels (1.0)
 	// MinInterval spaces stored pairs (0: as fast as frames are processed);
 	// consecutive frames of a still scene add little.
 	MinInterval time.Duration
@@ -55,13 +61,13 @@ func (o CollectorOptions) withDefaults() CollectorOptions {
 		o.MaxPairs = 500
 	}
 	if o.Tolerance <= 0 {
-		o.Tolerance = 150 * time.Millisecond
+		o.Tolerance = 300 * time.Millisecond
 	}
 	if o.MaxMotion <= 0 {
 		o.MaxMotion = 3
 	}
 	if o.MaxContentDiff <= 0 {
-		o.MaxContentDiff = 10
+		o.MaxContentDiff = 8
 	}
 	if o.MinResponse <= 0 {
 		o.MinResponse = 0.15
@@ -82,12 +88,12 @@ type Pair struct {
 	HR           string    `json:"hr"`
 	SubCaptured  time.Time `json:"sub_captured"`
 	MainCaptured time.Time `json:"main_captured"`
-	DtMillis     float64   `json:"dt_ms"`  // main - sub capture time
-	DX           float64   `json:"dx"`     // registration shift of main vs sub, sub pixels
-	DY           float64   `json:"dy"`     //
+	DtMillis     float64   `json:"dt_ms"` // main - sub capture time
+	DX           float64   `json:"dx"`    // registration shift of main vs sub, sub pixels
+	DY           float64   `json:"dy"`    //
 	Response     float64   `json:"response"`
 	Motion       float64   `json:"motion"`       // block luma change since the previous sub frame
-	ContentDiff  float64   `json:"content_diff"` // block luma difference sub vs downscaled main
+	ContentDiff  float64   `json:"content_diff"` // 99th percentile block luma difference sub vs downscaled main
 }
 
 // Manifest is manifest.json, rewritten atomically after every change.
@@ -129,9 +135,20 @@ type Collector struct {
 	man      Manifest
 	subRing  []frame.Frame
 	mainRing []frame.Frame
+	// offset is the typical main - sub capture time of accepted pairs
+	// (moving average), so the candidate window follows the main stream's lag.
+	offset time.Duration
 }
 
-const ringSize = 24
+// Frames kept for pairing: enough for the main stream's lag plus the
+// tolerance, few enough that 4K main frames do not pile up.
+const (
+	subRingSize  = 32
+	mainRingSize = 16
+	// staleAfter: a sub frame not processed by then is skipped (processing
+	// fell behind and its main candidates are gone).
+	staleAfter = 1500 * time.Millisecond
+)
 
 // NewCollector checks that the two sources can be paired (same aspect ratio)
 // and opens or creates the dataset folder, continuing an existing manifest.
@@ -202,7 +219,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	defer cancel()
 	errs := make(chan error, 2)
 	var wg sync.WaitGroup
-	read := func(name string, src capture.Source, ring *[]frame.Frame) {
+	read := func(name string, src capture.Source, ring *[]frame.Frame, ringSize int) {
 		defer wg.Done()
 		for {
 			f, err := src.Next(ctx)
@@ -221,8 +238,8 @@ func (c *Collector) Run(ctx context.Context) error {
 		}
 	}
 	wg.Add(2)
-	go read("sub", c.sub, &c.subRing)
-	go read("main", c.main, &c.mainRing)
+	go read("sub", c.sub, &c.subRing, subRingSize)
+	go read("main", c.main, &c.mainRing, mainRingSize)
 	defer wg.Wait()
 
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -243,10 +260,16 @@ func (c *Collector) Run(ctx context.Context) error {
 			// The sub frames whose main candidates have all arrived, oldest first.
 			c.mu.Lock()
 			var todo []frame.Frame
+			wait := max(0, c.offset) + c.o.Tolerance
 			for _, f := range c.subRing {
-				if f.Seq > lastSeq && now.Sub(f.Captured) >= c.o.Tolerance {
-					todo = append(todo, f)
+				if f.Seq <= lastSeq || now.Sub(f.Captured) < wait {
+					continue
 				}
+				if now.Sub(f.Captured) > wait+staleAfter {
+					lastSeq, prevBlocks = f.Seq, nil // behind: skip, and no motion reference
+					continue
+				}
+				todo = append(todo, f)
 			}
 			c.mu.Unlock()
 			for _, s := range todo {
@@ -283,7 +306,7 @@ func (c *Collector) consider(s frame.Frame, sBlocks []float64, motion float64) (
 	c.mu.Lock()
 	var cands []frame.Frame
 	for _, m := range c.mainRing {
-		if d := m.Captured.Sub(s.Captured); d >= -c.o.Tolerance && d <= c.o.Tolerance {
+		if d := m.Captured.Sub(s.Captured) - c.offset; d >= -c.o.Tolerance && d <= c.o.Tolerance {
 			cands = append(cands, m)
 		}
 	}
@@ -306,7 +329,7 @@ func (c *Collector) consider(s frame.Frame, sBlocks []float64, motion float64) (
 		if err != nil {
 			return false, fmt.Errorf("adapt: %w", err)
 		}
-		if d := meanAbsDiff(sBlocks, blockLuma(down)); d < bestDiff {
+		if d := p99AbsDiff(sBlocks, blockLuma(down)); d < bestDiff {
 			best, bestDown, bestDiff = m, down, d
 		}
 	}
@@ -335,7 +358,12 @@ func (c *Collector) consider(s frame.Frame, sBlocks []float64, motion float64) (
 	}
 	p := Pair{SubCaptured: s.Captured, MainCaptured: best.Captured,
 		DtMillis: float64(best.Captured.Sub(s.Captured).Microseconds()) / 1000,
-		DX: dx, DY: dy, Response: resp, Motion: motion, ContentDiff: bestDiff}
+		DX:       dx, DY: dy, Response: resp, Motion: motion, ContentDiff: bestDiff}
+	// Follow the main stream's lag (bounded: a stall must not drag it off).
+	dt := best.Captured.Sub(s.Captured)
+	c.mu.Lock()
+	c.offset = max(-2*time.Second, min(2*time.Second, c.offset+(dt-c.offset)/8))
+	c.mu.Unlock()
 	if err := c.store(s, hr, p); err != nil {
 		c.log.Warn("pair not stored", "err", err)
 		c.count(func(st *CollectorStats) { st.WriteErrors++; st.LastWriteError = err.Error() })
@@ -456,6 +484,18 @@ func blockLuma(f frame.Frame) []float64 {
 		}
 	}
 	return out
+}
+
+func p99AbsDiff(a, b []float64) float64 {
+	if len(a) != len(b) || len(a) == 0 {
+		return math.Inf(1)
+	}
+	d := make([]float64, len(a))
+	for i := range a {
+		d[i] = math.Abs(a[i] - b[i])
+	}
+	sort.Float64s(d)
+	return d[min(len(d)-1, len(d)*99/100)]
 }
 
 func meanAbsDiff(a, b []float64) float64 {

@@ -129,7 +129,11 @@ func TestCollectorBuildsARegisteredRotatingDatasetFromTheTestCamera(t *testing.T
 	if worst > 0.5 {
 		t.Fatalf("largest registered shift %.2f sub pixels, want < 0.5", worst)
 	}
-	t.Logf("%d pairs, largest shift %.3f px, largest capture-time difference %.0f ms", len(m.Pairs), worst, worstDt)
+	var worstContent float64
+	for _, p := range m.Pairs {
+		worstContent = max(worstContent, p.ContentDiff)
+	}
+	t.Logf("%d pairs, largest shift %.3f px, largest capture-time difference %.0f ms, largest content difference (p99 block luma) %.1f", len(m.Pairs), worst, worstDt, worstContent)
 	for _, f := range []struct {
 		name string
 		w, h int
@@ -162,4 +166,38 @@ func TestCollectorRefusesStreamsWithDifferentAspectRatios(t *testing.T) {
 		t.Fatalf("err = %v, want ErrAspect", err)
 	}
 	t.Log(err)
+}
+
+// Streams of the same size that show different scenes (a sub stream paired
+// with the wrong camera) never produce a pair: the content check or the
+// registration refuses every candidate.
+func TestCollectorRejectsPairsOfDifferentScenes(t *testing.T) {
+	s := rtsptest.Start(t)
+	cam := rtsptest.PublishTestCamera(t, s, rtsptest.CameraOptions{})
+	rtsptest.PublishTestPattern(t, s.URL("other"), 768, 576, 10)
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	if err := s.WaitPublishing(wctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	sub, other := open(t, cam.SubURL), open(t, s.URL("other"))
+	defer sub.Close()
+	defer other.Close()
+	c, err := NewCollector(sub, other, CollectorOptions{Dir: t.TempDir(), Scale: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	waitFor(t, "20 sub frames considered", 2*time.Minute, func() bool { return c.Stats().Considered >= 20 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	st := c.Stats()
+	t.Logf("stats %+v", st)
+	if st.Stored != 0 || st.Content+st.Registration == 0 {
+		t.Fatalf("stored %d pairs of different scenes", st.Stored)
+	}
 }
