@@ -187,3 +187,57 @@ class City100Patches:
     def batch(self, n):
         pairs = [self.sample() for _ in range(n)]
         return to_tensor([p[0] for p in pairs]), to_tensor([p[1] for p in pairs])
+
+
+# --- Camera pairs (issue 7): the dataset `danstream` collects from a camera's
+# sub (LR) and main (HR) streams: <dir>/manifest.json listing NNNNNNNN_lr.png /
+# NNNNNNNN_hr.png, oldest first. The validation slice is the newest
+# `val_fraction` of the pairs (consecutive frames are near-duplicates, so a
+# contiguous block, not a random sample, keeps it honest); the Go side
+# (`danstream adapt`) uses the same rule.
+def pairs_dir_split(root: str, val_fraction: float = 0.2):
+    """(train entries, val entries) of a pair folder's manifest."""
+    import json
+    path = os.path.join(root, "manifest.json")
+    with open(path) as f:
+        man = json.load(f)
+    pairs = man.get("pairs") or []
+    if len(pairs) < 2:
+        raise ValueError(f"pair folder {root!r}: {len(pairs)} pairs in manifest.json, need at least 2")
+    n_val = max(1, int(round(len(pairs) * val_fraction)))
+    return pairs[:-n_val], pairs[-n_val:], man
+
+
+def pairs_dir_pair(root: str, entry: dict, scale: int):
+    """(LR, HR) uint8 RGB of one manifest entry, HR checked to be LR x scale."""
+    lr = read_rgb(os.path.join(root, entry["lr"]))
+    hr = read_rgb(os.path.join(root, entry["hr"]))
+    if hr.shape[0] != lr.shape[0] * scale or hr.shape[1] != lr.shape[1] * scale:
+        raise ValueError(f"pair folder {root!r}: {entry['hr']} is {hr.shape[1]}x{hr.shape[0]}, "
+                         f"want {lr.shape[1] * scale}x{lr.shape[0] * scale} (LR x{scale})")
+    return lr, hr
+
+
+class PairsDirPatches:
+    """Random aligned crops of the TRAIN part of a collected camera pair folder."""
+
+    def __init__(self, scale, tile, seed=0, root=None, val_fraction=0.2):
+        if not root or not os.path.isdir(root):
+            raise FileNotFoundError(f"pair folder {root!r} not found (data.dir)")
+        self.scale, self.tile = scale, tile
+        self.rng = random.Random(seed)
+        train, _, man = pairs_dir_split(root, val_fraction)
+        if int(man.get("scale", scale)) != scale:
+            raise ValueError(f"pair folder {root!r} holds x{man.get('scale')} pairs, the model is x{scale}")
+        self.pairs = [pairs_dir_pair(root, e, scale) for e in train]
+
+    def sample(self):
+        lr, hr = self.rng.choice(self.pairs)
+        t, s = self.tile, self.scale
+        y = self.rng.randrange(0, lr.shape[0] - t + 1)
+        x = self.rng.randrange(0, lr.shape[1] - t + 1)
+        return _augment(lr[y:y + t, x:x + t], hr[y * s:(y + t) * s, x * s:(x + t) * s], self.rng)
+
+    def batch(self, n):
+        pairs = [self.sample() for _ in range(n)]
+        return to_tensor([p[0] for p in pairs]), to_tensor([p[1] for p in pairs])

@@ -63,6 +63,8 @@ def make_data(opt, scale, tile, seed):
                                   rescale=tuple(d.get("rescale", [0.5, 1.0])))
     if d["kind"] == "city100":
         return D.City100Patches(scale, tile, seed=seed)
+    if d["kind"] == "pairs_dir":  # a camera's collected sub/main pairs (issue 7)
+        return D.PairsDirPatches(scale, tile, seed=seed, root=d.get("dir"), val_fraction=float(d.get("val_fraction", 0.2)))
     raise ValueError(f"unknown data.kind {d['kind']!r} (synthetic or city100)")
 
 
