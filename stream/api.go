@@ -105,3 +105,4 @@ func (m *Manager) PutStream(name string, body []byte) (created, changed bool, er
 func (m *Manager) DeleteStream(name string) error { return m.Delete(name) }
 
 var _ transport.Admin = (*Manager)(nil)
+var _ transport.ModelSwapper = (*Manager)(nil)

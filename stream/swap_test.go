@@ -11,6 +11,7 @@ import (
 	"github.com/danstream/danstream/capture"
 	"github.com/danstream/danstream/frame"
 	"github.com/danstream/danstream/sr"
+	"github.com/danstream/danstream/transport"
 )
 
 const (
@@ -201,4 +202,27 @@ func TestManagerSwapModelShowsItRollsBackAndIgnoresBadModels(t *testing.T) {
 	if cur, prev, _ := m.ModelPaths("cam"); cur != testNearestX4 || prev != bundledDANX4 {
 		t.Fatalf("after rollback: current %q previous %q", cur, prev)
 	}
+}
+
+func TestModelAPISwapsAndRollsBack(t *testing.T) {
+	m := startManager(t, Config{Streams: map[string]StreamConfig{"cam": testStream("synthetic:32x32@15")}})
+	h := transport.NewServer(m, transport.ServerOptions{LoopbackOnly: true}).Handler()
+	waitFor(t, "the stream running", func() bool { return stateOf(m, "cam") == StateRunning })
+	for _, s := range []struct {
+		name, path, body string
+		want             int
+		wantBody         string
+	}{
+		{"swap", "/api/streams/cam/model", `{"path":"` + bundledDANX4 + `"}`, 200, `"previous": "` + testNearestX4 + `"`},
+		{"bad model", "/api/streams/cam/model", `{"path":"/nope/x.onnx"}`, 400, "/nope/x.onnx"},
+		{"no path", "/api/streams/cam/model", `{}`, 400, "rollback"},
+		{"unknown stream", "/api/streams/zz/model", `{"path":"` + bundledDANX4 + `"}`, 404, "not found"},
+		{"rollback", "/api/streams/cam/model", `{"rollback":true}`, 200, testNearestX4},
+	} {
+		code, body := apiDo(t, h, "POST", s.path, s.body)
+		if code != s.want || !strings.Contains(body, s.wantBody) {
+			t.Fatalf("%s: %d %q, want %d containing %q", s.name, code, body, s.want, s.wantBody)
+		}
+	}
+	waitFor(t, "the old model back", func() bool { return strings.Contains(modelOf(m, "cam"), "test-nearest-x4") })
 }

@@ -257,6 +257,7 @@ func (s *Server) routes() {
 	m.HandleFunc("OPTIONS /api/streams/{name}/whep/{id}", s.cors(s.preflight))
 	m.HandleFunc("PUT /api/streams/{name}", s.apiPutStream)
 	m.HandleFunc("DELETE /api/streams/{name}", s.apiDeleteStream)
+	m.HandleFunc("POST /api/streams/{name}/model", s.apiSwapModel)
 	m.HandleFunc("GET /metrics", s.metrics)
 	s.mux = m
 	s.h = s.guard(m)

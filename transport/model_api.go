@@ -1,0 +1,63 @@
+package transport
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+)
+
+// ModelSwapper is the optional model hot-swap of a Catalog (stream.Manager
+// implements it): POST /api/streams/{name}/model with {"path": FILE} loads a
+// model file on the server beside the running one and swaps it in between two
+// frames; {"rollback": true} returns to the previous one. Admin only: the path
+// names a file on the server.
+type ModelSwapper interface {
+	SwapModel(name, path string) (previous string, err error)
+	RollbackModel(name string) (restored string, err error)
+}
+
+func (s *Server) apiSwapModel(w http.ResponseWriter, r *http.Request) {
+	sw, ok := s.cat.(ModelSwapper)
+	if !ok {
+		http.Error(w, "this server cannot swap models", http.StatusNotImplemented)
+		return
+	}
+	if !s.requireAdmin(w, r) {
+		return
+	}
+	var req struct {
+		Path     string `json:"path"`
+		Rollback bool   `json:"rollback"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || (req.Path == "") == !req.Rollback {
+		http.Error(w, `want {"path": "/server/path/model.onnx"} or {"rollback": true}`, http.StatusBadRequest)
+		return
+	}
+	name := r.PathValue("name")
+	var (
+		res map[string]any
+		err error
+	)
+	if req.Rollback {
+		var restored string
+		restored, err = sw.RollbackModel(name)
+		res = map[string]any{"name": name, "model_path": restored}
+	} else {
+		var prev string
+		prev, err = sw.SwapModel(name, req.Path)
+		res = map[string]any{"name": name, "model_path": req.Path, "previous": prev}
+	}
+	if err != nil {
+		status := http.StatusBadRequest // the model file or the stream state is the request's problem
+		if errors.Is(err, ErrNotFound) {
+			status = http.StatusNotFound
+		}
+		http.Error(w, err.Error(), status)
+		return
+	}
+	s.log.Info("transport: model swapped via API", "stream", name, "result", res, "by", principalOf(r).Name)
+	writeJSON(w, http.StatusOK, res)
+}
