@@ -117,4 +117,25 @@ func TestAdaptCollectsTrainsAndSwapsOnlyIfValidationImproves(t *testing.T) {
 	if rep.Swapped != (rep.Gain > 0) || adapted != rep.Swapped {
 		t.Fatalf("gain %+.3f dB, swapped %v, stream runs %q: the swap must follow the validation result", rep.Gain, rep.Swapped, model)
 	}
+
+	// A model that does not clear the bar leaves the stream as it is.
+	out2 := filepath.Join(t.TempDir(), "adapted2")
+	if err := runAdapt(context.Background(), []string{"--stream", "cam", "--pairs", pairs, "--model", base,
+		"--budget-min", "0.05", "--out", out2, "--api", api.URL, "--threads", "1", "--min-gain", "50"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err = os.ReadFile(filepath.Join(out2, "adapt_report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep2 adaptReport
+	if err := json.Unmarshal(b, &rep2); err != nil {
+		t.Fatal(err)
+	}
+	if rep2.Swapped || !strings.HasPrefix(rep2.Decision, "rejected") {
+		t.Fatalf("decision %q swapped %v with --min-gain 50", rep2.Decision, rep2.Swapped)
+	}
+	if now := m.Statuses()[0].Model; now != model {
+		t.Fatalf("a rejected model changed the stream: %q -> %q", model, now)
+	}
 }
