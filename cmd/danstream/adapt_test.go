@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,15 +52,22 @@ func TestAdaptCollectsTrainsAndSwapsOnlyIfValidationImproves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// DANSTREAM_ADAPT_PAIRS / _BUDGET_MIN / _INTERVAL turn this test into the
+	// issue's benchmark (e.g. 200 pairs, 350ms apart, 5 min); defaults keep it short.
+	nPairs, budgetMin, interval := envInt("DANSTREAM_ADAPT_PAIRS", 12), envStr("DANSTREAM_ADAPT_BUDGET_MIN", "0.15"),
+		time.Duration(envInt("DANSTREAM_ADAPT_INTERVAL_MS", 300))*time.Millisecond
 	pairs := filepath.Join(t.TempDir(), "pairs")
-	col, err := adapt.NewCollector(sub, main, adapt.CollectorOptions{Dir: pairs, Scale: 2, MaxPairs: 12, MinInterval: 300 * time.Millisecond})
+	if keep := os.Getenv("DANSTREAM_ADAPT_KEEP"); keep != "" {
+		pairs = filepath.Join(keep, "pairs")
+	}
+	col, err := adapt.NewCollector(sub, main, adapt.CollectorOptions{Dir: pairs, Scale: 2, MaxPairs: nPairs, MinInterval: interval})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cctx, ccancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- col.Run(cctx) }()
-	for deadline := time.Now().Add(3 * time.Minute); col.Stats().Stored < 12; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(3*time.Minute + time.Duration(nPairs)*interval*2); col.Stats().Stored < uint64(nPairs); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("collection stalled: %+v", col.Stats())
 		}
@@ -89,8 +97,11 @@ func TestAdaptCollectsTrainsAndSwapsOnlyIfValidationImproves(t *testing.T) {
 	defer api.Close()
 
 	out := filepath.Join(t.TempDir(), "adapted")
+	if keep := os.Getenv("DANSTREAM_ADAPT_KEEP"); keep != "" {
+		out = filepath.Join(keep, "adapted")
+	}
 	if err := runAdapt(context.Background(), []string{"--stream", "cam", "--pairs", pairs, "--model", base,
-		"--budget-min", "0.15", "--out", out, "--api", api.URL, "--threads", "1"}); err != nil {
+		"--budget-min", budgetMin, "--out", out, "--api", api.URL, "--threads", "1"}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(out, "adapt_report.json"))
@@ -102,8 +113,8 @@ func TestAdaptCollectsTrainsAndSwapsOnlyIfValidationImproves(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("report: %s", b)
-	if rep.PairsTrain+rep.PairsVal != 12 || rep.PairsVal < 1 {
-		t.Fatalf("pairs %d train + %d val, want 12 with a held-out slice", rep.PairsTrain, rep.PairsVal)
+	if rep.PairsTrain+rep.PairsVal != nPairs || rep.PairsVal < 1 {
+		t.Fatalf("pairs %d train + %d val, want %d with a held-out slice", rep.PairsTrain, rep.PairsVal, nPairs)
 	}
 	var model string
 	// The pipeline installs a swapped model before its next frame.
@@ -138,4 +149,18 @@ func TestAdaptCollectsTrainsAndSwapsOnlyIfValidationImproves(t *testing.T) {
 	if now := m.Statuses()[0].Model; now != model {
 		t.Fatalf("a rejected model changed the stream: %q -> %q", model, now)
 	}
+}
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func envStr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
 }
