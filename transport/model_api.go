@@ -18,12 +18,12 @@ type ModelSwapper interface {
 }
 
 func (s *Server) apiSwapModel(w http.ResponseWriter, r *http.Request) {
+	if !s.requireAdmin(w, r) { // before anything else: the body names server files
+		return
+	}
 	sw, ok := s.cat.(ModelSwapper)
 	if !ok {
 		http.Error(w, "this server cannot swap models", http.StatusNotImplemented)
-		return
-	}
-	if !s.requireAdmin(w, r) {
 		return
 	}
 	var req struct {
