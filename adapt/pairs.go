@@ -138,6 +138,8 @@ type Collector struct {
 	// offset is the typical main - sub capture time of accepted pairs
 	// (moving average), so the candidate window follows the main stream's lag.
 	offset time.Duration
+	// lastSilentLog rate-limits the "main stream silent" warning (Run's goroutine only).
+	lastSilentLog time.Time
 }
 
 // Frames kept for pairing: enough for the main stream's lag plus the
@@ -313,6 +315,11 @@ func (c *Collector) consider(s frame.Frame, sBlocks []float64, motion float64) (
 	c.mu.Unlock()
 	if len(cands) == 0 {
 		c.count(func(st *CollectorStats) { st.NoMain++ })
+		if time.Since(c.lastSilentLog) > 10*time.Second {
+			c.lastSilentLog = time.Now()
+			c.log.Warn("no main frame near the sub frame: main stream late, stalled or gone",
+				"main", c.main.Info().URL, "main_stats", c.main.Stats())
+		}
 		return false, nil
 	}
 	if err := sameAspect(s.W, s.H, cands[0].W, cands[0].H); err != nil {
