@@ -55,6 +55,7 @@ type Pipeline struct {
 	// pending is the model SwapUpscaler handed over while the consume loop
 	// runs; the loop installs it between two frames (under mu).
 	pending sr.Upscaler
+	lastIn  frame.Frame // the last frame given to the model (read-only), for warming a swap
 
 	// writeMu serialises writes to the sinks (the Run loop and the
 	// placeholder ticker); lastEnh/lastOrig are the last real frames.
@@ -314,6 +315,7 @@ func (p *Pipeline) consume(ctx context.Context, src capture.Source) error {
 		}
 		fps := rate.tick(t2)
 		p.update(func(s *Status) {
+			p.lastIn = f
 			s.State = StateRunning
 			s.Error = ""
 			s.InWidth, s.InHeight = f.W, f.H
@@ -374,6 +376,14 @@ func (p *Pipeline) installPendingLocked() sr.Upscaler {
 	p.status.Model = p.up.Name()
 	p.log.Info("model swapped", "from", old.Name(), "to", p.up.Name())
 	return old
+}
+
+// LastInput returns the last frame the model enhanced (ok false before the
+// first). Frames are never modified after capture, so it may be read freely.
+func (p *Pipeline) LastInput() (frame.Frame, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastIn, !p.lastIn.Empty()
 }
 
 // upscaler returns the model in use (for metrics, from other goroutines).
