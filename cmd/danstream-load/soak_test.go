@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,7 +15,8 @@ import (
 )
 
 // soakDuration is how long the soak runs: a short pass in CI, the 10-minute
-// figure of the README with DANSTREAM_SOAK=10m.
+// figure of the README with DANSTREAM_SOAK=10m. Run it with MALLOC_ARENA_MAX=2, as the
+// danstream binary runs itself (cmd/danstream: limitMallocArenas), for the RSS figure.
 func soakDuration(t *testing.T) time.Duration {
 	if v := os.Getenv("DANSTREAM_SOAK"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -70,14 +72,14 @@ func TestSoakViewersJoiningAndLeavingLeakNothing(t *testing.T) {
 	}
 	round() // warm-up: encoders, ORT arenas, pion's pools
 	round()
-	runtime.GC()
+	debug.FreeOSMemory() // return freed Go pages, so RSS growth means retained memory
 	rssWarm, heapWarm := rss(), heapInuse()
 	rounds := 1
 	for deadline := time.Now().Add(total); time.Now().Before(deadline); rounds++ {
 		round()
 	}
 	client.CloseIdleConnections()
-	runtime.GC()
+	debug.FreeOSMemory()
 	rssEnd, heapEnd := rss(), heapInuse()
 	growth := float64(rssEnd-rssWarm) / float64(rssWarm) * 100
 	t.Logf("%d rounds of 10 viewers in %s: RSS %.1f -> %.1f MiB (%+.1f%%), Go heap in use %.1f -> %.1f MiB",
