@@ -298,17 +298,6 @@ func (m *Manager) SwapModel(name, path string) (previous string, err error) {
 		up.Close()
 		return "", fmt.Errorf("stream %q: swap model: %s is x%d but the stream runs x%d", name, path, up.Scale(), cur)
 	}
-	// Run the stream's latest frame through the new model before the swap: a
-	// model that cannot take this stream's frames fails here, and its tile
-	// cache starts full, so the first live frame after the swap costs what a
-	// cached frame costs instead of a whole-frame inference (a visible gap).
-	if f, ok := ms.p.LastInput(); ok {
-		f.Reset = true
-		if _, err := up.Upscale(context.Background(), f); err != nil {
-			up.Close()
-			return "", fmt.Errorf("stream %q: swap model: %s cannot enhance the stream's %dx%d frames: %w", name, path, f.W, f.H, err)
-		}
-	}
 	m.mu.RLock()
 	still := m.streams[name] == ms
 	m.mu.RUnlock()

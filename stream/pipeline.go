@@ -336,13 +336,24 @@ func (p *Pipeline) consume(ctx context.Context, src capture.Source) error {
 // reconnecting, stopped) switches at once. next must have the same scale
 // (the output size and the encoders depend on it); the pipeline owns it from
 // here on, also when an error is returned.
+//
+// Before the hand-over the stream's latest frame runs through next on the
+// caller's goroutine: a model that cannot take the stream's frames fails
+// here, and its tile cache starts full, so the first live frame after the
+// swap costs what a cached frame costs instead of a whole-frame inference.
 func (p *Pipeline) SwapUpscaler(next sr.Upscaler) error {
-	p.mu.Lock()
-	if cur := p.up.Scale(); next.Scale() != cur {
-		p.mu.Unlock()
+	if cur := p.upscaler().Scale(); next.Scale() != cur {
 		next.Close()
 		return fmt.Errorf("stream %q: model %s is x%d, the stream runs x%d", p.Name, next.Name(), next.Scale(), cur)
 	}
+	if f, ok := p.LastInput(); ok {
+		f.Reset = true
+		if _, err := next.Upscale(context.Background(), f); err != nil {
+			next.Close()
+			return fmt.Errorf("stream %q: model %s cannot enhance the stream's %dx%d frames: %w", p.Name, next.Name(), f.W, f.H, err)
+		}
+	}
+	p.mu.Lock()
 	old := p.pending // a swap that was not picked up yet is superseded
 	p.pending = next
 	var retired sr.Upscaler

@@ -226,3 +226,38 @@ func TestModelAPISwapsAndRollsBack(t *testing.T) {
 	}
 	waitFor(t, "the old model back", func() bool { return strings.Contains(modelOf(m, "cam"), "test-nearest-x4") })
 }
+
+// With the bundled DAN model and its tile cache, the swap costs no more than
+// a steady-state frame: the new model is warmed with the latest frame, so its
+// cache starts full. Compared with the widest step before the swap because
+// the shared test machine drops frames on its own.
+func TestSwapUpscalerWithTheDANModelKeepsTheCadence(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the bundled DAN model")
+	}
+	oldUp, newUp := loadTagged(t, bundledDANX4), loadTagged(t, bundledDANX4)
+	enh := &seqSink{}
+	src := "synthetic:160x96@10"
+	open := func(ctx context.Context) (capture.Source, error) { return capture.Open(ctx, src, capture.Options{}) }
+	p := NewPipeline("dan", StreamConfig{Source: src}, open, oldUp, sr.NewBicubic(4), enh, &recordSink{}, slog.Default())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done; p.Close() }()
+	waitFor(t, "20 frames", func() bool { return len(enh.snapshot()) >= 20 })
+	if err := p.SwapUpscaler(newUp); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "10 frames from the new model", func() bool { return newUp.frames.Load() >= 10 })
+	seqs := enh.snapshot()
+	k := int(oldUp.frames.Load())
+	steady := uint64(1)
+	for i := 1; i < k; i++ {
+		steady = max(steady, seqs[i]-seqs[i-1])
+	}
+	swapGap := max(seqs[k]-seqs[k-1], seqs[k+1]-seqs[k])
+	t.Logf("sequence step at the swap %d source frames, widest before %d", swapGap, steady)
+	if swapGap > max(2, steady) {
+		t.Fatalf("swap step %d source frames, steady state at most %d: the swap stalled the stream", swapGap, steady)
+	}
+}
