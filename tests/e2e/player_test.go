@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -64,24 +61,8 @@ type compareResult struct {
 // runCompare opens url in headless Chromium with tests/browser/compare.mjs.
 func runCompare(t *testing.T, url string, extra ...string) compareResult {
 	t.Helper()
-	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
-		t.Fatal("Debian chromium is missing: run scripts/setup.sh --test")
-	}
-	dir := filepath.Join(repoRoot, "tests", "browser")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
-		t.Fatal("playwright-core is missing: run scripts/setup.sh --test")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", append([]string{"compare.mjs", url, "--timeout-ms", "90000"}, extra...)...)
-	cmd.Dir = dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, _ := cmd.Output()
 	var res compareResult
-	if err := json.Unmarshal(bytes.TrimSpace(out), &res); err != nil {
-		t.Fatalf("compare.mjs output %q: %v\nstderr: %s", out, err, stderr.String())
-	}
+	runProbe(t, "compare.mjs", url, 90000, &res, extra...)
 	return res
 }
 

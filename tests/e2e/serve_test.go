@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -188,8 +189,9 @@ type playerResult struct {
 	Error string   `json:"error"`
 }
 
-// runPlayer opens url in headless Chromium and returns what its WebRTC stack decoded.
-func runPlayer(t *testing.T, url string, extra ...string) playerResult {
+// runProbe runs the tests/browser script against url in headless Chromium, giving the page
+// pageMs to show what it must, and decodes the one JSON line the script prints into res.
+func runProbe(t *testing.T, script, url string, pageMs int, res any, extra ...string) {
 	t.Helper()
 	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
 		t.Fatal("Debian chromium is missing: run scripts/setup.sh --test")
@@ -198,17 +200,23 @@ func runPlayer(t *testing.T, url string, extra ...string) playerResult {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
 		t.Fatal("playwright-core is missing: run scripts/setup.sh --test")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(pageMs)*time.Millisecond+60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", append([]string{"player.mjs", url, "--timeout-ms", "60000"}, extra...)...)
+	cmd := exec.CommandContext(ctx, "node", append([]string{script, url, "--timeout-ms", strconv.Itoa(pageMs)}, extra...)...)
 	cmd.Dir = dir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, _ := cmd.Output()
-	var res playerResult
-	if err := json.Unmarshal(bytes.TrimSpace(out), &res); err != nil {
-		t.Fatalf("player output %q: %v\nstderr: %s", out, err, stderr.String())
+	if err := json.Unmarshal(bytes.TrimSpace(out), res); err != nil {
+		t.Fatalf("%s output %q: %v\nstderr: %s", script, out, err, stderr.String())
 	}
+}
+
+// runPlayer opens url in headless Chromium and returns what its WebRTC stack decoded.
+func runPlayer(t *testing.T, url string, extra ...string) playerResult {
+	t.Helper()
+	var res playerResult
+	runProbe(t, "player.mjs", url, 60000, &res, extra...)
 	return res
 }
 
