@@ -15,8 +15,9 @@ import (
 )
 
 // soakDuration is how long the soak runs: a short pass in CI, the 10-minute
-// figure of the README with DANSTREAM_SOAK=10m. Run it with MALLOC_ARENA_MAX=2, as the
-// danstream binary runs itself (cmd/danstream: limitMallocArenas), for the RSS figure.
+// figure of the README with DANSTREAM_SOAK=10m. For the RSS figure run it with
+// MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072, the settings the danstream binary
+// gives itself (cmd/danstream: limitMallocArenas).
 func soakDuration(t *testing.T) time.Duration {
 	if v := os.Getenv("DANSTREAM_SOAK"); v != "" {
 		d, err := time.ParseDuration(v)
