@@ -32,18 +32,23 @@ type Admin interface {
 // maxAPIBody bounds a PUT /api/streams body: a stream's config is a few hundred bytes.
 const maxAPIBody = 16 << 10
 
-func (s *Server) admin() (Admin, bool) {
+// admin returns the catalog's runtime API for a request that may use it: 501 when the
+// catalog has none (naming what), 401/403 unless the caller has the admin right.
+func (s *Server) admin(w http.ResponseWriter, r *http.Request, what string) (Admin, bool) {
 	a, ok := s.cat.(Admin)
-	return a, ok
+	if !ok {
+		http.Error(w, "this server has no "+what, http.StatusNotImplemented)
+		return nil, false
+	}
+	if !s.requireAdmin(w, r) {
+		return nil, false
+	}
+	return a, true
 }
 
 func (s *Server) apiPutStream(w http.ResponseWriter, r *http.Request) {
-	a, ok := s.admin()
+	a, ok := s.admin(w, r, "runtime API")
 	if !ok {
-		http.Error(w, "this server has no runtime API", http.StatusNotImplemented)
-		return
-	}
-	if !s.requireAdmin(w, r) {
 		return
 	}
 	name := r.PathValue("name")
@@ -76,12 +81,8 @@ func (s *Server) apiPutStream(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) apiDeleteStream(w http.ResponseWriter, r *http.Request) {
-	a, ok := s.admin()
+	a, ok := s.admin(w, r, "runtime API")
 	if !ok {
-		http.Error(w, "this server has no runtime API", http.StatusNotImplemented)
-		return
-	}
-	if !s.requireAdmin(w, r) {
 		return
 	}
 	name := r.PathValue("name")
@@ -98,12 +99,8 @@ func (s *Server) apiDeleteStream(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
-	a, ok := s.admin()
+	a, ok := s.admin(w, r, "metrics")
 	if !ok {
-		http.Error(w, "this server has no metrics", http.StatusNotImplemented)
-		return
-	}
-	if !s.requireAdmin(w, r) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
