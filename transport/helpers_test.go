@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,8 @@ func (c *testCatalog) List() []StreamStatus {
 		out = append(out, StreamStatus{Name: b.Name(), Source: "test://pattern", State: c.state,
 			OutputWidth: f.W, OutputHeight: f.H, Scale: 1, Model: "none", Viewers: b.Viewers()})
 	}
+	// Catalog.List is in display order (the real manager sorts by name); map order is random.
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
