@@ -37,16 +37,36 @@ func (s *seqSink) snapshot() []uint64 {
 	return append([]uint64(nil), s.seqs...)
 }
 
-// tagged is a real upscaler that counts its frames and its Close.
+// tagged is a real upscaler that counts its frames and its Close. When gate
+// is set, its first Upscale (the swap's warm-up) waits for gate to close, so a
+// test can hold a swap half-done.
 type tagged struct {
 	sr.Upscaler
 	frames atomic.Int64
 	closed atomic.Bool
+	gate   chan struct{}
+
+	mu   sync.Mutex
+	work []sr.FrameMetrics // per call, when the upscaler counts its work
 }
 
 func (t *tagged) Upscale(ctx context.Context, f frame.Frame) (frame.Frame, error) {
-	t.frames.Add(1)
-	return t.Upscaler.Upscale(ctx, f)
+	if t.frames.Add(1) == 1 && t.gate != nil {
+		<-t.gate
+	}
+	out, err := t.Upscaler.Upscale(ctx, f)
+	if ms, ok := t.Upscaler.(sr.MetricsSource); ok && err == nil {
+		t.mu.Lock()
+		t.work = append(t.work, ms.Metrics().Last)
+		t.mu.Unlock()
+	}
+	return out, err
+}
+
+func (t *tagged) calls() []sr.FrameMetrics {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]sr.FrameMetrics(nil), t.work...)
 }
 func (t *tagged) Close() error { t.closed.Store(true); return t.Upscaler.Close() }
 
@@ -62,11 +82,14 @@ func loadTagged(t *testing.T, path string) *tagged {
 	return &tagged{Upscaler: u}
 }
 
-// The swap happens between two frames: every source frame after the swap is
-// enhanced by the new model, the old one is closed, and the frame sequence the
-// viewers get has no hole wider than two source frame intervals.
-func TestSwapUpscalerSwitchesBetweenFramesWithoutAGap(t *testing.T) {
+// The swap happens between two frames: the new model warms up on the
+// caller's goroutine while the old one keeps enhancing every frame, then every
+// frame after the swap is enhanced by the new model and the old one is closed.
+// Held half-done by a gate rather than timed, so a loaded machine cannot make
+// it pass or fail.
+func TestSwapUpscalerWarmsOffTheFramePathAndSwitchesBetweenFrames(t *testing.T) {
 	oldUp, newUp := loadTagged(t, testNearestX4), loadTagged(t, testNearestX4)
+	newUp.gate = make(chan struct{})
 	enh := &seqSink{}
 	open := func(ctx context.Context) (capture.Source, error) {
 		return capture.Open(ctx, "synthetic:64x48@15", capture.Options{})
@@ -87,30 +110,29 @@ func TestSwapUpscalerSwitchesBetweenFramesWithoutAGap(t *testing.T) {
 	}()
 
 	waitFor(t, "15 frames before the swap", func() bool { return len(enh.snapshot()) >= 15 })
-	if err := p.SwapUpscaler(newUp); err != nil {
+	swapped := make(chan error, 1)
+	go func() { swapped <- p.SwapUpscaler(newUp) }()
+	waitFor(t, "the warm-up started", func() bool { return newUp.frames.Load() == 1 })
+	n := oldUp.frames.Load()
+	waitFor(t, "the old model enhancing during the warm-up", func() bool { return oldUp.frames.Load() >= n+5 })
+	close(newUp.gate)
+	if err := <-swapped; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "15 frames from the new model", func() bool { return newUp.frames.Load() >= 15 })
+	waitFor(t, "15 frames from the new model", func() bool { return newUp.frames.Load() >= 16 })
 	waitFor(t, "the old model closed", oldUp.closed.Load)
 	before := oldUp.frames.Load()
-	waitFor(t, "5 more frames", func() bool { return newUp.frames.Load() >= 20 })
+	waitFor(t, "5 more frames", func() bool { return newUp.frames.Load() >= 21 })
 	if oldUp.frames.Load() != before {
 		t.Fatal("the old model still ran after the swap")
 	}
-	// The frames on each side of the swap: the last of the old model, the
-	// first two of the new one (the old session closes meanwhile).
 	seqs := enh.snapshot()
+	if got, want := int64(len(seqs)), before+newUp.frames.Load()-1; got < want-1 || got > want {
+		t.Fatalf("viewers got %d frames, old model %d + new model %d (less its warm-up): frames came from elsewhere", got, before, newUp.frames.Load()-1)
+	}
 	k := int(before)
-	swapGap := max(seqs[k]-seqs[k-1], seqs[k+1]-seqs[k])
-	widest := uint64(0)
-	for i := 1; i < len(seqs); i++ {
-		widest = max(widest, seqs[i]-seqs[i-1])
-	}
-	t.Logf("%d frames, old model %d, new model %d; sequence step at the swap %d, widest anywhere %d (a shared, loaded CPU)",
-		len(seqs), before, newUp.frames.Load(), swapGap, widest)
-	if swapGap > 2 {
-		t.Fatalf("the swap left a gap of %d source frames (%v): want at most 2 frame intervals", swapGap, seqs[k-1:k+2])
-	}
+	t.Logf("%d frames, old model %d, new model %d; sequence step at the swap %d (noise on a shared CPU, not asserted)",
+		len(seqs), before, newUp.frames.Load(), max(seqs[k]-seqs[k-1], seqs[k+1]-seqs[k]))
 }
 
 func TestSwapUpscalerRefusesAnotherScaleAndClosesIt(t *testing.T) {
@@ -227,11 +249,11 @@ func TestModelAPISwapsAndRollsBack(t *testing.T) {
 	waitFor(t, "the old model back", func() bool { return strings.Contains(modelOf(m, "cam"), "test-nearest-x4") })
 }
 
-// With the bundled DAN model and its tile cache, the swap costs no more than
-// a steady-state frame: the new model is warmed with the latest frame, so its
-// cache starts full. Compared with the widest step before the swap because
-// the shared test machine drops frames on its own.
-func TestSwapUpscalerWithTheDANModelKeepsTheCadence(t *testing.T) {
+// With the bundled DAN model and its tile cache, the swap costs no more work
+// than a steady-state frame: the new model is warmed with the latest frame, so
+// its first frame in the stream reuses cached tiles instead of running the
+// whole grid. Counted in tiles, not timed.
+func TestSwapUpscalerWithTheDANModelStartsWithAWarmCache(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the bundled DAN model")
 	}
@@ -249,15 +271,14 @@ func TestSwapUpscalerWithTheDANModelKeepsTheCadence(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "10 frames from the new model", func() bool { return newUp.frames.Load() >= 10 })
-	seqs := enh.snapshot()
-	k := int(oldUp.frames.Load())
-	steady := uint64(1)
-	for i := 1; i < k; i++ {
-		steady = max(steady, seqs[i]-seqs[i-1])
+	work := newUp.calls()
+	if work[0].FullReason == "" || work[0].Inferred != work[0].Tiles {
+		t.Fatalf("warm-up ran %d of %d tiles (%q), want the whole grid", work[0].Inferred, work[0].Tiles, work[0].FullReason)
 	}
-	swapGap := max(seqs[k]-seqs[k-1], seqs[k+1]-seqs[k])
-	t.Logf("sequence step at the swap %d source frames, widest before %d", swapGap, steady)
-	if swapGap > max(2, steady) {
-		t.Fatalf("swap step %d source frames, steady state at most %d: the swap stalled the stream", swapGap, steady)
+	first := work[1]
+	t.Logf("first stream frame on the new model: %d of %d tiles run, %d reused", first.Inferred, first.Tiles, first.Reused)
+	if first.FullReason != "" || first.Reused == 0 {
+		t.Fatalf("first stream frame on the new model ran the whole grid (%q, %d of %d tiles): the warm-up did not fill its cache",
+			first.FullReason, first.Inferred, first.Tiles)
 	}
 }
