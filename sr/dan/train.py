@@ -8,6 +8,7 @@ Modes (options "mode"):
   adapt     DAN adaptation of a pre-trained checkpoint (options "init") on real pairs:
             LoRA on the frozen layers, selective update (freeze/unfreeze regexes)
   scratch   same network, random init, trained on the same real pairs (ablation)
+A non-finite loss stops the run at once with exit status 3 and no final.pth.
 Loss: L1(image) + freq_weight * L1(orthonormal FFT, re/im) on the final (frequency-branch)
 output, + spatial_weight * L1 on the spatial output. Adam, cosine learning rate over the
 wall-time budget (or max_iters, whichever ends first). Checkpoints at <out>/last.pth
@@ -103,8 +104,10 @@ def main(argv=None):
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
     ap.add_argument("--budget-min", type=float, help="override train.budget_min")
     ap.add_argument("--out", help="override the output folder")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="CPU threads (default: every core; 1 each lets two runs share a 2-core machine fairly)")
     a = ap.parse_args(argv)
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(a.threads if a.threads > 0 else os.cpu_count())
     try:
         opt = load_options(a.options)
         t = opt["train"]
@@ -169,6 +172,11 @@ def main(argv=None):
             loss = loss + fw * freq_l1(fo, hr_t)
         if sw:
             loss = loss + sw * (sp - hr_t).abs().mean()
+        if not torch.isfinite(loss):
+            # A diverged run must not leave a final.pth behind for export or a swap.
+            print(f"train: error: [{opt['name']}] loss is {loss.item()} at iteration {it + 1} (lr {lr:.2e}): "
+                  f"training diverged; no final checkpoint written (last good: {last})", file=sys.stderr, flush=True)
+            return 3
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()

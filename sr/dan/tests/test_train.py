@@ -45,3 +45,21 @@ def test_bad_options_are_clear_errors(tmp_path, capsys):
     assert "needs 'init'" in capsys.readouterr().err
     assert train.main([_opts(tmp_path, "z", model=dict(TINY, scale=5))]) == 2
     assert "scale" in capsys.readouterr().err
+
+
+def test_diverged_loss_stops_the_run_without_a_final_checkpoint(tmp_path, capsys, monkeypatch):
+    real = train.make_data
+
+    class NaNData:
+        def __init__(self, ds):
+            self.ds = ds
+
+        def batch(self, n):
+            lr, hr = self.ds.batch(n)
+            return lr, hr * float("nan")
+
+    monkeypatch.setattr(train, "make_data", lambda *a: NaNData(real(*a)))
+    out = tmp_path / "nan"
+    assert train.main([_opts(tmp_path, "nan"), "--out", str(out)]) == 3
+    assert "diverged" in capsys.readouterr().err
+    assert not (out / "final.pth").exists()
