@@ -21,6 +21,7 @@ func (s *StreamConfig) UnmarshalJSON(b []byte) error {
 		Keyframe    *jsonDuration `json:"keyframe_interval"`
 		IdleTimeout *jsonDuration `json:"idle_timeout"`
 		Watchdog    *jsonDuration `json:"watchdog"`
+		PairsEvery  *jsonDuration `json:"pairs_every"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -31,7 +32,7 @@ func (s *StreamConfig) UnmarshalJSON(b []byte) error {
 	for _, d := range []struct {
 		dst *time.Duration
 		src *jsonDuration
-	}{{&s.Keyframe, aux.Keyframe}, {&s.IdleTimeout, aux.IdleTimeout}, {&s.Watchdog, aux.Watchdog}} {
+	}{{&s.Keyframe, aux.Keyframe}, {&s.IdleTimeout, aux.IdleTimeout}, {&s.Watchdog, aux.Watchdog}, {&s.PairsEvery, aux.PairsEvery}} {
 		if d.src != nil {
 			*d.dst = time.Duration(*d.src)
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -126,6 +127,13 @@ type StreamConfig struct {
 	// Watchdog restarts the source when no frame arrived for this long
 	// (default 20 s, as Frigate); viewers stay connected meanwhile.
 	Watchdog time.Duration `yaml:"watchdog" json:"watchdog,omitempty"`
+	// Main is the camera's main (full-resolution) stream of the same sensor
+	// as Source, its sub stream. When set, the stream collects registered
+	// sub/main frame pairs into PairsDir for `danstream adapt` (issue 7).
+	Main       string        `yaml:"main" json:"main,omitempty"`
+	PairsDir   string        `yaml:"pairs_dir" json:"pairs_dir,omitempty"`     // default pairs/<stream name>
+	PairsMax   int           `yaml:"pairs_max" json:"pairs_max,omitempty"`     // pairs kept on disk, oldest rotated out (500)
+	PairsEvery time.Duration `yaml:"pairs_every" json:"pairs_every,omitempty"` // least time between stored pairs (1s)
 }
 
 // CacheEnabled reports the effective tile-cache switch (default on).
@@ -221,6 +229,17 @@ func (c *Config) applyDefaults() {
 		if s.Watchdog == 0 {
 			s.Watchdog = 20 * time.Second
 		}
+		if s.Main != "" {
+			if s.PairsDir == "" {
+				s.PairsDir = filepath.Join("pairs", name)
+			}
+			if s.PairsMax == 0 {
+				s.PairsMax = 500
+			}
+			if s.PairsEvery == 0 {
+				s.PairsEvery = time.Second
+			}
+		}
 		c.Streams[name] = s
 	}
 }
@@ -287,6 +306,21 @@ func (c *Config) validate(line func(path ...string) int) error {
 		}
 		if s.Watchdog < time.Second || s.Watchdog > time.Hour {
 			bad(p("watchdog"), "must be 1s..1h, got %s", s.Watchdog)
+		}
+		if s.Main == "" {
+			if s.PairsDir != "" || s.PairsMax != 0 || s.PairsEvery != 0 {
+				bad(p("main"), "pairs_dir, pairs_max and pairs_every need main: the camera's main stream to pair with source")
+			}
+			continue
+		}
+		if strings.TrimSpace(s.Main) != s.Main || s.Main == s.Source {
+			bad(p("main"), "must be the camera's main stream, a URL other than source (its sub stream)")
+		}
+		if s.PairsMax < 2 || s.PairsMax > 1000000 {
+			bad(p("pairs_max"), "must be 2..1000000, got %d", s.PairsMax)
+		}
+		if s.PairsEvery < 0 || s.PairsEvery > time.Hour {
+			bad(p("pairs_every"), "must be 0..1h, got %s", s.PairsEvery)
 		}
 	}
 	c.validateAuth(bad)

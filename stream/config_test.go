@@ -22,6 +22,9 @@ func TestParseConfigRejectsWrongValuesNamingKeyAndLine(t *testing.T) {
 		{"no streams", "http:\n  listen: 127.0.0.1:1\n", "no streams configured"},
 		{"unset env", "streams:\n  a:\n    source: rtsp://${DANSTREAM_TEST_UNSET_VAR}/x\n", "DANSTREAM_TEST_UNSET_VAR"},
 		{"not yaml", "streams: [\n", "yaml"},
+		{"pairs without main", "streams:\n  a:\n    source: rtsp://cam/sub\n    pairs_dir: /tmp/p\n", "streams.a.main: pairs_dir, pairs_max and pairs_every need main"},
+		{"main is source", "streams:\n  a:\n    source: rtsp://cam/sub\n    main: rtsp://cam/sub\n", "streams.a.main: must be the camera's main stream"},
+		{"too few pairs", "streams:\n  a:\n    source: rtsp://cam/sub\n    main: rtsp://cam/main\n    pairs_max: 1\n", "line 5: streams.a.pairs_max"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

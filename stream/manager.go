@@ -48,8 +48,12 @@ type managed struct {
 	done               chan struct{}
 	idleSince          time.Time
 	// modelPath is the model file running now and prevModel the one it
-	// replaced (SwapModel / RollbackModel); under Manager.swapMu.
+	// replaced (SwapModel / RollbackModel), each with its validation figures
+	// (nil if swapped in without); under Manager.swapMu, read under mu.
 	modelPath, prevModel string
+	modelVal, prevVal    *transport.ModelValidation
+	// pairs collects adaptation pairs when the stream has a main source.
+	pairs *collection
 }
 
 // NewManager loads every stream's model and prepares its pipeline; nothing runs
@@ -109,10 +113,11 @@ func buildStream(name string, sc StreamConfig, log *slog.Logger) (*managed, erro
 func (m *Manager) Run(ctx context.Context) error {
 	m.mu.Lock()
 	m.ctx = ctx
-	for _, ms := range m.streams {
+	for name, ms := range m.streams {
 		if !ms.cfg.OnDemand {
 			m.startLocked(ms)
 		}
+		m.startPairsLocked(name, ms)
 	}
 	m.mu.Unlock()
 	tick := time.NewTicker(time.Second)
@@ -143,6 +148,15 @@ func (m *Manager) startLocked(ms *managed) {
 			m.log.Error("stream stopped", "stream", p.Name, "err", err)
 		}
 	}(ms.p, ms.done)
+}
+
+// startPairsLocked starts collecting adaptation pairs for a stream with a
+// main source (once the manager runs). Callers hold m.mu.
+func (m *Manager) startPairsLocked(name string, ms *managed) {
+	if ms.cfg.Main == "" || ms.pairs != nil || m.ctx == nil || m.ctx.Err() != nil {
+		return
+	}
+	ms.pairs = startCollection(m.ctx, name, ms.cfg, ms.p.upscaler().Scale(), m.log)
 }
 
 // stop cancels a stream's Run loop and waits for it. Callers must not hold m.mu.
@@ -212,6 +226,7 @@ func (m *Manager) Put(name string, sc StreamConfig) (changed bool, err error) {
 	if !sc.OnDemand {
 		m.startLocked(ms)
 	}
+	m.startPairsLocked(name, ms)
 	m.mu.Unlock()
 	m.log.Info("stream configured", "stream", name, "source", capture.Redact(sc.Source), "replaced", old != nil)
 	return true, nil
@@ -241,6 +256,9 @@ func (m *Manager) remove(name string, ms *managed) {
 }
 
 func closeStream(ms *managed, log *slog.Logger) {
+	if ms.pairs != nil {
+		ms.pairs.stop()
+	}
 	ms.enhanced.Close()
 	ms.original.Close()
 	if err := ms.p.Close(); err != nil {
@@ -278,7 +296,7 @@ func (m *Manager) Apply(cfg Config) error {
 // replaced is kept for RollbackModel. The stream's configuration is not
 // changed, so a config reload that leaves the stream alone keeps the swapped
 // model; one that changes the stream rebuilds it from its configured model.
-func (m *Manager) SwapModel(name, path string) (previous string, err error) {
+func (m *Manager) SwapModel(name, path string, v *transport.ModelValidation) (previous string, err error) {
 	m.swapMu.Lock()
 	defer m.swapMu.Unlock()
 	m.mu.RLock()
@@ -309,7 +327,10 @@ func (m *Manager) SwapModel(name, path string) (previous string, err error) {
 		return "", err
 	}
 	previous = ms.modelPath
+	m.mu.Lock()
 	ms.prevModel, ms.modelPath = previous, path
+	ms.prevVal, ms.modelVal = ms.modelVal, v
+	m.mu.Unlock()
 	m.log.Info("model swap", "stream", name, "model", path, "previous", previous)
 	return previous, nil
 }
@@ -321,9 +342,12 @@ func (m *Manager) RollbackModel(name string) (restored string, err error) {
 	m.mu.RLock()
 	ms := m.streams[name]
 	m.mu.RUnlock()
-	var prev string
+	var (
+		prev    string
+		prevVal *transport.ModelValidation
+	)
 	if ms != nil {
-		prev = ms.prevModel
+		prev, prevVal = ms.prevModel, ms.prevVal
 	}
 	m.swapMu.Unlock()
 	if ms == nil {
@@ -332,7 +356,7 @@ func (m *Manager) RollbackModel(name string) (restored string, err error) {
 	if prev == "" {
 		return "", fmt.Errorf("stream %q: no previous model to roll back to", name)
 	}
-	if _, err := m.SwapModel(name, prev); err != nil {
+	if _, err := m.SwapModel(name, prev, prevVal); err != nil {
 		return "", fmt.Errorf("rollback: %w", err)
 	}
 	return prev, nil
@@ -449,6 +473,11 @@ func (m *Manager) List() []transport.StreamStatus {
 			LatencyMs: s.Latency, Viewers: s.Viewers, Reconnects: s.Reconnects,
 		}
 		if ms, ok := m.streams[s.Name]; ok {
+			out[i].ModelPath, out[i].ModelValidation = ms.modelPath, ms.modelVal
+			if ms.pairs != nil {
+				ps := ms.pairs.status()
+				out[i].Pairs = &ps
+			}
 			out[i].Delivery = []transport.BroadcastStats{ms.enhanced.Stats(), ms.original.Stats()}
 			if src, ok := ms.p.upscaler().(sr.MetricsSource); ok {
 				srm := src.Metrics()

@@ -173,7 +173,7 @@ func TestManagerSwapModelShowsItRollsBackAndIgnoresBadModels(t *testing.T) {
 		t.Fatalf("model before the swap: %q", modelOf(m, "cam"))
 	}
 
-	prev, err := m.SwapModel("cam", bundledDANX4)
+	prev, err := m.SwapModel("cam", bundledDANX4, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestManagerSwapModelShowsItRollsBackAndIgnoresBadModels(t *testing.T) {
 		{"broken model", "../sr/testdata/bad_nometa.onnx", "bad_nometa.onnx"},
 	} {
 		t.Run(bad.name, func(t *testing.T) {
-			if _, err := m.SwapModel("cam", bad.path); err == nil || !strings.Contains(err.Error(), bad.want) {
+			if _, err := m.SwapModel("cam", bad.path, nil); err == nil || !strings.Contains(err.Error(), bad.want) {
 				t.Fatalf("err = %v, want one naming %q", err, bad.want)
 			}
 			if cur, prev, _ := m.ModelPaths("cam"); cur != bundledDANX4 || prev != testNearestX4 {
@@ -210,7 +210,7 @@ func TestManagerSwapModelShowsItRollsBackAndIgnoresBadModels(t *testing.T) {
 			}
 		})
 	}
-	if _, err := m.SwapModel("nope", bundledDANX4); err == nil {
+	if _, err := m.SwapModel("nope", bundledDANX4, nil); err == nil {
 		t.Fatal("swap on an unknown stream succeeded")
 	}
 

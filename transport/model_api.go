@@ -10,10 +10,13 @@ import (
 // ModelSwapper is the optional model hot-swap of a Catalog (stream.Manager
 // implements it): POST /api/streams/{name}/model with {"path": FILE} loads a
 // model file on the server beside the running one and swaps it in between two
-// frames; {"rollback": true} returns to the previous one. Admin only: the path
-// names a file on the server.
+// frames; {"rollback": true} returns to the previous one. An optional
+// "validation" object ({pairs, psnr_y_bicubic, psnr_y_before, psnr_y_after},
+// what `danstream adapt` measured on held-out pairs) is kept with the model
+// and shown in /api/streams and on the page. Admin only: the path names a
+// file on the server.
 type ModelSwapper interface {
-	SwapModel(name, path string) (previous string, err error)
+	SwapModel(name, path string, v *ModelValidation) (previous string, err error)
 	RollbackModel(name string) (restored string, err error)
 }
 
@@ -27,14 +30,21 @@ func (s *Server) apiSwapModel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req struct {
-		Path     string `json:"path"`
-		Rollback bool   `json:"rollback"`
+		Path       string           `json:"path"`
+		Rollback   bool             `json:"rollback"`
+		Validation *ModelValidation `json:"validation"`
 	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || (req.Path == "") == !req.Rollback {
-		http.Error(w, `want {"path": "/server/path/model.onnx"} or {"rollback": true}`, http.StatusBadRequest)
+	if err := dec.Decode(&req); err != nil || (req.Path == "") == !req.Rollback || (req.Rollback && req.Validation != nil) {
+		http.Error(w, `want {"path": "/server/path/model.onnx", "validation": {...} (optional)} or {"rollback": true}`, http.StatusBadRequest)
 		return
+	}
+	if req.Validation != nil {
+		if err := req.Validation.Check(); err != nil {
+			http.Error(w, "validation: "+err.Error(), http.StatusBadRequest)
+			return
+		}
 	}
 	name := r.PathValue("name")
 	var (
@@ -47,7 +57,7 @@ func (s *Server) apiSwapModel(w http.ResponseWriter, r *http.Request) {
 		res = map[string]any{"name": name, "model_path": restored}
 	} else {
 		var prev string
-		prev, err = sw.SwapModel(name, req.Path)
+		prev, err = sw.SwapModel(name, req.Path, req.Validation)
 		res = map[string]any{"name": name, "model_path": req.Path, "previous": prev}
 	}
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -40,28 +41,75 @@ const (
 
 // StreamStatus is one stream as /api/streams reports it. The stream manager fills it.
 type StreamStatus struct {
-	Name         string  `json:"name"`
-	Source       string  `json:"source"` // URL with credentials redacted
-	State        string  `json:"state"`  // one of the State* constants
-	Error        string  `json:"error,omitempty"`
-	InputWidth   int     `json:"input_width"`
-	InputHeight  int     `json:"input_height"`
-	OutputWidth  int     `json:"output_width"`
-	OutputHeight int     `json:"output_height"`
-	Scale        int     `json:"scale"`
-	Model        string  `json:"model"`
-	FPSIn        float64 `json:"fps_in"`
-	FPSOut       float64 `json:"fps_out"`
-	SRMillis     float64 `json:"sr_ms"`
-	LatencyMs    float64 `json:"latency_ms,omitempty"` // capture -> encoded, if measured
-	Viewers      int     `json:"viewers"`
-	Reconnects   uint64  `json:"reconnects"` // source reconnects and watchdog restarts
+	Name         string `json:"name"`
+	Source       string `json:"source"` // URL with credentials redacted
+	State        string `json:"state"`  // one of the State* constants
+	Error        string `json:"error,omitempty"`
+	InputWidth   int    `json:"input_width"`
+	InputHeight  int    `json:"input_height"`
+	OutputWidth  int    `json:"output_width"`
+	OutputHeight int    `json:"output_height"`
+	Scale        int    `json:"scale"`
+	Model        string `json:"model"`
+	ModelPath    string `json:"model_path,omitempty"` // the ONNX file it was loaded from
+	// ModelValidation is what the running model scored on the camera's
+	// held-out pairs when `danstream adapt` swapped it in (nil otherwise).
+	ModelValidation *ModelValidation `json:"model_validation,omitempty"`
+	// Pairs is the adaptation-pair collection of a stream with a main source.
+	Pairs      *PairsStatus `json:"pairs,omitempty"`
+	FPSIn      float64      `json:"fps_in"`
+	FPSOut     float64      `json:"fps_out"`
+	SRMillis   float64      `json:"sr_ms"`
+	LatencyMs  float64      `json:"latency_ms,omitempty"` // capture -> encoded, if measured
+	Viewers    int          `json:"viewers"`
+	Reconnects uint64       `json:"reconnects"` // source reconnects and watchdog restarts
 	// SR tile-cache counters since the stream started (0 when the upscaler
 	// does not count its work): reused/(reused+inferred), and tiles run per frame.
 	CacheHitRate          float64 `json:"cache_hit_rate"`
 	TilesInferredPerFrame float64 `json:"tiles_inferred_per_frame"`
 	// Delivery is optional: the manager may add Broadcaster.Stats() of each variant.
 	Delivery []BroadcastStats `json:"delivery,omitempty"`
+}
+
+// ModelValidation is a model's score on a camera's held-out sub/main pairs
+// (PSNR-Y, dB): the adapted model, the one it replaced, and bicubic.
+type ModelValidation struct {
+	Pairs   int       `json:"pairs"`
+	Bicubic float64   `json:"psnr_y_bicubic"`
+	Before  float64   `json:"psnr_y_before"`
+	After   float64   `json:"psnr_y_after"`
+	When    time.Time `json:"when"`
+}
+
+// Check refuses figures that cannot be real (the API takes them from a client).
+func (v ModelValidation) Check() error {
+	for _, x := range []float64{v.Bicubic, v.Before, v.After} {
+		if math.IsNaN(x) || x < 0 || x > 200 {
+			return fmt.Errorf("validation PSNR %g dB out of range 0..200", x)
+		}
+	}
+	if v.Pairs < 1 {
+		return fmt.Errorf("validation over %d pairs", v.Pairs)
+	}
+	return nil
+}
+
+// PairsStatus is a stream's collection of sub/main pairs for adaptation.
+type PairsStatus struct {
+	Main  string `json:"main"` // URL, credentials redacted
+	Dir   string `json:"dir"`
+	State string `json:"state"` // collecting | retrying | failed
+	Error string `json:"error,omitempty"`
+	// Counters since the collector last (re)started, and pairs on disk.
+	Considered   uint64 `json:"considered"`
+	Stored       uint64 `json:"stored"`
+	OnDisk       int    `json:"on_disk"`
+	Motion       uint64 `json:"rejected_motion"`
+	NoMain       uint64 `json:"rejected_no_main"`
+	Content      uint64 `json:"rejected_content"`
+	Registration uint64 `json:"rejected_registration"`
+	WriteErrors  uint64 `json:"write_errors"`
+	Restarts     uint64 `json:"restarts"`
 }
 
 // Catalog is what the server needs from the stream manager.
