@@ -7,6 +7,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"io/fs"
 	"math"
 	"net/http"
 	"net/url"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/danstream/danstream/adapt"
 	"github.com/danstream/danstream/sr"
+	"github.com/danstream/danstream/transport"
 )
 
 func init() {
@@ -47,7 +50,10 @@ type adaptReport struct {
 func runAdapt(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("adapt", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: danstream adapt --stream NAME --pairs DIR [--api URL] [flags]\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: danstream adapt --stream NAME (--api URL | --pairs DIR [--model FILE]) [flags]\n\n"+
+			"With --api, the stream's pairs folder and running model come from the server's /api/streams\n"+
+			"(a stream configured with main: collects pairs while it serves). The pairs used are\n"+
+			"snapshotted (hard links) into the output folder, so collection can go on meanwhile.\n"+
 			"Holds out the newest --val of the pairs, fine-tunes the LoRA modules, the last group and the\n"+
 			"frequency branch of --init (python3 -m sr.dan.train, mode adapt, data kind pairs_dir) for\n"+
 			"--budget-min minutes, exports ONNX, and compares validation PSNR-Y (this engine, 64-px tiles)\n"+
@@ -59,7 +65,7 @@ func runAdapt(ctx context.Context, args []string) error {
 	ef.register(fs)
 	stream := fs.String("stream", "", "stream name (names the model, and the stream to swap)")
 	pairsDir := fs.String("pairs", "", "folder of collected pairs (manifest.json)")
-	initCk := fs.String("init", "", "checkpoint to adapt (default sr/dan/runs/dan_lite_x{scale}_pretrain/final.pth)")
+	initCk := fs.String("init", "", "checkpoint to adapt (default the bundled sr/models/dan_lite_x{scale}_pretrain.pth)")
 	out := fs.String("out", "", "output folder (default <pairs>/../adapted-<stream>-<time>)")
 	budget := fs.Float64("budget-min", 10, "training wall-time budget, minutes")
 	val := fs.Float64("val", 0.2, "fraction of the pairs (the newest) held out for validation")
@@ -70,17 +76,44 @@ func runAdapt(ctx context.Context, args []string) error {
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
 	}
-	if *stream == "" || *pairsDir == "" {
+	if *stream == "" || (*pairsDir == "" && *api == "") {
 		fs.Usage()
-		return fmt.Errorf("%w: --stream and --pairs are required", errUsage)
+		return fmt.Errorf("%w: --stream and one of --pairs or --api are required", errUsage)
 	}
 	if *val <= 0 || *val >= 1 {
 		return fmt.Errorf("%w: --val %g must be between 0 and 1", errUsage, *val)
 	}
-	man, err := readManifest(*pairsDir)
+	if *api != "" && (*pairsDir == "" || ef.model == "") {
+		st, err := streamFromAPI(ctx, *api, *token, *stream)
+		if err != nil {
+			return err
+		}
+		if *pairsDir == "" {
+			if st.Pairs == nil {
+				return fmt.Errorf("stream %q on %s has no main source, so no pairs: configure main: or pass --pairs", *stream, *api)
+			}
+			*pairsDir = st.Pairs.Dir
+		}
+		if ef.model == "" {
+			ef.model = st.ModelPath
+		}
+	}
+	dir := *out
+	if dir == "" {
+		dir = filepath.Join(filepath.Dir(filepath.Clean(*pairsDir)), fmt.Sprintf("adapted-%s-%s", *stream, time.Now().UTC().Format("20060102-150405")))
+	}
+	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
+	// Train and validate on a fixed snapshot: a running collector rotates
+	// pairs out of the live folder while we work.
+	snap := filepath.Join(dir, "pairs")
+	man, err := snapshotPairs(*pairsDir, snap)
+	if err != nil {
+		return err
+	}
+	*pairsDir = snap
 	nVal := max(1, int(math.Round(float64(len(man.Pairs))**val)))
 	if len(man.Pairs)-nVal < 1 {
 		return fmt.Errorf("pairs %s: %d pairs, too few to hold out %d for validation", *pairsDir, len(man.Pairs), nVal)
@@ -111,23 +144,13 @@ func runAdapt(ctx context.Context, args []string) error {
 	repo := filepath.Dir(filepath.Dir(filepath.Dir(trainPy)))
 	ck := *initCk
 	if ck == "" {
-		ck = filepath.Join(repo, "sr", "dan", "runs", fmt.Sprintf("dan_lite_x%d_pretrain", man.Scale), "final.pth")
+		ck = filepath.Join(repo, "sr", "models", fmt.Sprintf("dan_lite_x%d_pretrain.pth", man.Scale))
 	}
 	if _, err := os.Stat(ck); err != nil {
 		return fmt.Errorf("init checkpoint: %w (pass --init, a pre-trained sr/dan checkpoint)", err)
 	}
-	dir := *out
-	if dir == "" {
-		dir = filepath.Join(filepath.Dir(filepath.Clean(*pairsDir)), fmt.Sprintf("adapted-%s-%s", *stream, time.Now().UTC().Format("20060102-150405")))
-	}
-	if dir, err = filepath.Abs(dir); err != nil {
-		return err
-	}
 	absPairs, _ := filepath.Abs(*pairsDir)
 	absCk, _ := filepath.Abs(ck)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
 	rep := adaptReport{Stream: *stream, PairsDir: absPairs, PairsTrain: len(man.Pairs) - nVal, PairsVal: nVal,
 		Init: absCk, BaseModel: basePath, BudgetMin: *budget, BicubicPSNR: bic, BeforePSNR: before, When: time.Now().UTC()}
 
@@ -136,7 +159,11 @@ func runAdapt(ctx context.Context, args []string) error {
 		return err
 	}
 	t0 := time.Now()
-	if err := runPython(ctx, *python, repo, "sr.dan.train", opts, "--out", filepath.Join(dir, "run")); err != nil {
+	trainArgs := []string{opts, "--out", filepath.Join(dir, "run")}
+	if ef.threads > 0 {
+		trainArgs = append(trainArgs, "--threads", fmt.Sprint(ef.threads))
+	}
+	if err := runPython(ctx, *python, repo, "sr.dan.train", trainArgs...); err != nil {
 		return fmt.Errorf("adapt: training failed (the stream keeps its model): %w", err)
 	}
 	rep.TrainSeconds = time.Since(t0).Seconds()
@@ -166,7 +193,8 @@ func runAdapt(ctx context.Context, args []string) error {
 	case *api == "":
 		rep.Decision = "improved; not swapped (no --api)"
 	default:
-		if err := swapViaAPI(ctx, *api, *token, *stream, onnxPath); err != nil {
+		v := transport.ModelValidation{Pairs: nVal, Bicubic: bic, Before: before, After: after, When: time.Now().UTC()}
+		if err := swapViaAPI(ctx, *api, *token, *stream, onnxPath, v); err != nil {
 			rep.Decision = "improved; swap failed: " + err.Error()
 		} else {
 			rep.Decision, rep.Swapped = "improved; swapped into the running stream", true
@@ -258,26 +286,100 @@ func runPython(ctx context.Context, python, repo, module string, args ...string)
 	return nil
 }
 
-func swapViaAPI(ctx context.Context, api, token, stream, model string) error {
-	body, _ := json.Marshal(map[string]string{"path": model})
-	u := strings.TrimRight(api, "/") + "/api/streams/" + url.PathEscape(stream) + "/model"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+func swapViaAPI(ctx context.Context, api, token, stream, model string, v transport.ModelValidation) error {
+	body, _ := json.Marshal(map[string]any{"path": model, "validation": v})
+	_, err := apiCall(ctx, http.MethodPost, strings.TrimRight(api, "/")+"/api/streams/"+url.PathEscape(stream)+"/model", token, body)
+	return err
+}
+
+// streamFromAPI returns a stream's entry of the server's /api/streams.
+func streamFromAPI(ctx context.Context, api, token, name string) (transport.StreamStatus, error) {
+	u := strings.TrimRight(api, "/") + "/api/streams"
+	b, err := apiCall(ctx, http.MethodGet, u, token, nil)
 	if err != nil {
-		return err
+		return transport.StreamStatus{}, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	var list struct{ Streams []transport.StreamStatus }
+	if err := json.Unmarshal(b, &list); err != nil {
+		return transport.StreamStatus{}, fmt.Errorf("%s: %w", u, err)
+	}
+	for _, s := range list.Streams {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	return transport.StreamStatus{}, fmt.Errorf("%s: no stream %q", u, name)
+}
+
+func apiCall(ctx context.Context, method, u, token string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var msg bytes.Buffer
-		msg.ReadFrom(resp.Body)
-		return fmt.Errorf("%s: %s: %s", u, resp.Status, strings.TrimSpace(msg.String()))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", u, err)
 	}
-	return nil
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s: %s", u, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return b, nil
+}
+
+// snapshotPairs hard-links (or copies) the pairs of a live folder into dst
+// with their own manifest; pairs rotated out meanwhile are left out.
+func snapshotPairs(src, dst string) (adapt.Manifest, error) {
+	man, err := readManifest(src)
+	if err != nil {
+		return man, err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return man, err
+	}
+	kept := man.Pairs[:0]
+	for _, p := range man.Pairs {
+		ok := true
+		for _, f := range []string{p.LR, p.HR} {
+			if err := linkOrCopy(filepath.Join(src, f), filepath.Join(dst, f)); err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					return man, fmt.Errorf("pairs: snapshot into %s: %w", dst, err)
+				}
+				ok = false
+			}
+		}
+		if ok {
+			kept = append(kept, p)
+		}
+	}
+	man.Pairs = kept
+	if len(man.Pairs) < 2 {
+		return man, fmt.Errorf("pairs: %s holds %d usable pairs; collect more first", src, len(man.Pairs))
+	}
+	b, _ := json.MarshalIndent(man, "", " ")
+	return man, os.WriteFile(filepath.Join(dst, adapt.ManifestName), b, 0o644)
+}
+
+func linkOrCopy(from, to string) error {
+	if _, err := os.Stat(to); err == nil {
+		return nil // already there (an earlier snapshot into the same folder)
+	}
+	if err := os.Link(from, to); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
 }

@@ -12,28 +12,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/danstream/danstream/adapt"
-	"github.com/danstream/danstream/capture"
 	"github.com/danstream/danstream/internal/rtsptest"
 	"github.com/danstream/danstream/sr"
 	"github.com/danstream/danstream/stream"
 	"github.com/danstream/danstream/transport"
 )
 
-// End to end on the test camera: collect pairs from its sub and main streams,
-// adapt the bundled x2 model for a few seconds, and check the decision: the
-// adapted model is swapped into the running stream exactly when its
-// validation PSNR-Y beats the running model's, and otherwise nothing changes.
-func TestAdaptCollectsTrainsAndSwapsOnlyIfValidationImproves(t *testing.T) {
+// End to end on the test camera, as a user runs it: a served stream with the
+// camera's main stream collects pairs; `danstream adapt --api` takes the
+// stream's pairs folder and model from /api/streams, adapts the committed x2
+// pre-trained checkpoint for a few seconds, and swaps the result in exactly
+// when its validation PSNR-Y beats the running model's, with the figures shown
+// in /api/streams; a rollback restores the model, and a result that does not
+// clear the bar changes nothing.
+func TestAdaptLearnsFromTheStreamsOwnPairsAndSwapsOnlyIfValidationImproves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a model for a few seconds")
 	}
-	ck := filepath.Join("..", "..", "sr", "dan", "runs", "dan_lite_x2_pretrain", "final.pth")
-	if _, err := os.Stat(ck); err != nil {
-		t.Skipf("pre-trained x2 checkpoint not present (sr/dan/runs is not committed): %v", err)
+	if _, err := os.Stat(filepath.Join("..", "..", "sr", "models", "dan_lite_x2_pretrain.pth")); err != nil {
+		t.Fatalf("the committed pre-trained x2 checkpoint is missing: %v", err)
 	}
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("/usr/bin/python3 (with torch) not installed")
+		t.Skip("/usr/bin/python3 (with torch) not installed: run scripts/setup.sh --test")
 	}
 	if err := sr.InitRuntime(""); err != nil {
 		t.Skipf("ONNX Runtime not available: %v", err)
@@ -41,47 +41,17 @@ func TestAdaptCollectsTrainsAndSwapsOnlyIfValidationImproves(t *testing.T) {
 	srv := rtsptest.Start(t)
 	cam := rtsptest.PublishTestCamera(t, srv, rtsptest.CameraOptions{})
 
-	// Collect.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	sub, err := capture.Open(ctx, cam.SubURL, capture.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	main, err := capture.Open(ctx, cam.MainURL, capture.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// DANSTREAM_ADAPT_PAIRS / _BUDGET_MIN / _INTERVAL turn this test into the
-	// issue's benchmark (e.g. 200 pairs, 350ms apart, 5 min); defaults keep it short.
-	nPairs, budgetMin, interval := envInt("DANSTREAM_ADAPT_PAIRS", 12), envStr("DANSTREAM_ADAPT_BUDGET_MIN", "0.15"),
+	// DANSTREAM_ADAPT_PAIRS / _BUDGET_MIN / _INTERVAL_MS turn this test into the
+	// issue's benchmark (e.g. 200 pairs, 350 ms apart, 6 min); defaults keep it short.
+	nPairs, budgetMin, interval := envInt("DANSTREAM_ADAPT_PAIRS", 10), envStr("DANSTREAM_ADAPT_BUDGET_MIN", "0.15"),
 		time.Duration(envInt("DANSTREAM_ADAPT_INTERVAL_MS", 300))*time.Millisecond
-	pairs := filepath.Join(t.TempDir(), "pairs")
+	work := t.TempDir()
 	if keep := os.Getenv("DANSTREAM_ADAPT_KEEP"); keep != "" {
-		pairs = filepath.Join(keep, "pairs")
+		work = keep
 	}
-	col, err := adapt.NewCollector(sub, main, adapt.CollectorOptions{Dir: pairs, Scale: 2, MaxPairs: nPairs, MinInterval: interval})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, ccancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- col.Run(cctx) }()
-	for deadline := time.Now().Add(3*time.Minute + time.Duration(nPairs)*interval*2); col.Stats().Stored < uint64(nPairs); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("collection stalled: %+v", col.Stats())
-		}
-	}
-	ccancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	sub.Close()
-	main.Close()
-
-	// The running stream: the camera's sub stream through the bundled x2 model.
 	base := filepath.Join("..", "..", "sr", "models", "dan_lite_x2.onnx")
-	sc, err := stream.ValidateStream("cam", stream.StreamConfig{Source: cam.SubURL, Model: base, Threads: 1})
+	sc, err := stream.ValidateStream("cam", stream.StreamConfig{Source: cam.SubURL, Main: cam.MainURL, Model: base, Threads: 1,
+		PairsDir: filepath.Join(work, "pairs"), PairsMax: nPairs, PairsEvery: interval})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,59 +65,86 @@ func TestAdaptCollectsTrainsAndSwapsOnlyIfValidationImproves(t *testing.T) {
 	defer func() { mcancel(); <-mdone; m.Close() }()
 	api := httptest.NewServer(transport.NewServer(m, transport.ServerOptions{LoopbackOnly: true}).Handler())
 	defer api.Close()
+	status := func() transport.StreamStatus {
+		t.Helper()
+		st, err := streamFromAPI(context.Background(), api.URL, "", "cam")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	for deadline := time.Now().Add(4*time.Minute + time.Duration(nPairs)*interval*2); ; time.Sleep(time.Second) {
+		st := status()
+		if st.Pairs != nil && st.Pairs.OnDisk >= nPairs {
+			t.Logf("collected while serving: %+v", *st.Pairs)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("collection stalled: %+v", st.Pairs)
+		}
+	}
 
-	out := filepath.Join(t.TempDir(), "adapted")
-	if keep := os.Getenv("DANSTREAM_ADAPT_KEEP"); keep != "" {
-		out = filepath.Join(keep, "adapted")
+	adaptOnce := func(out string, extra ...string) adaptReport {
+		t.Helper()
+		args := append([]string{"--stream", "cam", "--api", api.URL, "--budget-min", budgetMin, "--out", out, "--threads", "1"}, extra...)
+		if err := runAdapt(context.Background(), args); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(out, "adapt_report.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep adaptReport
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("report: %s", b)
+		return rep
 	}
-	if err := runAdapt(context.Background(), []string{"--stream", "cam", "--pairs", pairs, "--model", base,
-		"--budget-min", budgetMin, "--out", out, "--api", api.URL, "--threads", "1"}); err != nil {
-		t.Fatal(err)
+	rep := adaptOnce(filepath.Join(work, "adapted"))
+	if rep.PairsTrain+rep.PairsVal < nPairs || rep.PairsVal < 1 || rep.BaseModel != base {
+		t.Fatalf("pairs %d train + %d val (want %d with a held-out slice), base %q (want the stream's %q)",
+			rep.PairsTrain, rep.PairsVal, nPairs, rep.BaseModel, base)
 	}
-	b, err := os.ReadFile(filepath.Join(out, "adapt_report.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep adaptReport
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("report: %s", b)
-	if rep.PairsTrain+rep.PairsVal != nPairs || rep.PairsVal < 1 {
-		t.Fatalf("pairs %d train + %d val, want %d with a held-out slice", rep.PairsTrain, rep.PairsVal, nPairs)
-	}
-	var model string
+	var st transport.StreamStatus
 	// The pipeline installs a swapped model before its next frame.
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		model = m.Statuses()[0].Model
-		if !rep.Swapped || strings.Contains(model, "adapted") || time.Now().After(deadline) {
+		st = status()
+		if !rep.Swapped || strings.Contains(st.Model, "adapted") || time.Now().After(deadline) {
 			break
 		}
 	}
-	adapted := strings.Contains(model, "adapted")
+	adapted := strings.Contains(st.Model, "adapted")
 	if rep.Swapped != (rep.Gain > 0) || adapted != rep.Swapped {
-		t.Fatalf("gain %+.3f dB, swapped %v, stream runs %q: the swap must follow the validation result", rep.Gain, rep.Swapped, model)
+		t.Fatalf("gain %+.3f dB, swapped %v, stream runs %q: the swap must follow the validation result", rep.Gain, rep.Swapped, st.Model)
+	}
+	if rep.Swapped {
+		v := st.ModelValidation
+		if v == nil || st.ModelPath != rep.Adapted || v.Pairs != rep.PairsVal || v.After != rep.AfterPSNR || v.Before != rep.BeforePSNR {
+			t.Fatalf("/api/streams shows model %q validation %+v, want %q with the report's figures", st.ModelPath, v, rep.Adapted)
+		}
+		if _, err := apiCall(context.Background(), "POST", api.URL+"/api/streams/cam/model", "", []byte(`{"rollback":true}`)); err != nil {
+			t.Fatal(err)
+		}
+		if st = status(); st.ModelPath != base || st.ModelValidation != nil {
+			t.Fatalf("after rollback: model %q validation %+v, want %q without figures", st.ModelPath, st.ModelValidation, base)
+		}
+		for deadline := time.Now().Add(20 * time.Second); strings.Contains(st.Model, "adapted"); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("after rollback the stream still runs %q", st.Model)
+			}
+			st = status()
+		}
 	}
 
 	// A model that does not clear the bar leaves the stream as it is.
-	out2 := filepath.Join(t.TempDir(), "adapted2")
-	if err := runAdapt(context.Background(), []string{"--stream", "cam", "--pairs", pairs, "--model", base,
-		"--budget-min", "0.05", "--out", out2, "--api", api.URL, "--threads", "1", "--min-gain", "50"}); err != nil {
-		t.Fatal(err)
-	}
-	b, err = os.ReadFile(filepath.Join(out2, "adapt_report.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep2 adaptReport
-	if err := json.Unmarshal(b, &rep2); err != nil {
-		t.Fatal(err)
-	}
+	before := status()
+	rep2 := adaptOnce(filepath.Join(work, "adapted2"), "--budget-min", "0.05", "--min-gain", "50")
 	if rep2.Swapped || !strings.HasPrefix(rep2.Decision, "rejected") {
 		t.Fatalf("decision %q swapped %v with --min-gain 50", rep2.Decision, rep2.Swapped)
 	}
-	if now := m.Statuses()[0].Model; now != model {
-		t.Fatalf("a rejected model changed the stream: %q -> %q", model, now)
+	if now := status(); now.ModelPath != before.ModelPath || now.Model != before.Model {
+		t.Fatalf("a rejected model changed the stream: %q -> %q", before.ModelPath, now.ModelPath)
 	}
 }
 

@@ -33,3 +33,26 @@ def load_model(path: str, expect_scale: int = None):
         apply_lora(model, lora["layers"], lora["rank"])
     load_state_strict(model, ck["state"], source=f"checkpoint {path!r}")
     return model, ck
+
+
+def slim(src: str, dst: str) -> int:
+    """Copy a checkpoint without its optimizer state (a third of the size): what
+    the repository ships as the start point of `danstream adapt`."""
+    ck = read_checkpoint(src)
+    ck.pop("optim", None)
+    ck["source"] = os.path.basename(os.path.dirname(os.path.abspath(src))) + "/" + os.path.basename(src)
+    torch.save(ck, dst + ".tmp")
+    os.replace(dst + ".tmp", dst)
+    return os.path.getsize(dst)
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) != 4 or sys.argv[1] != "slim":
+        print("usage: python3 -m sr.dan.checkpoint slim SRC.pth DST.pth", file=sys.stderr)
+        sys.exit(2)
+    try:
+        print(f"{sys.argv[3]}: {slim(sys.argv[2], sys.argv[3])} bytes")
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"checkpoint: error: {e}", file=sys.stderr)
+        sys.exit(2)
