@@ -98,7 +98,7 @@ window.danstream = (() => {
         c.querySelector(".m-sr").textContent =
           `SR ${fmt(s.sr_ms, 0)} ms/frame · cache hit ${pct(s.cache_hit_rate)} · ${fmt(s.tiles_inferred_per_frame)} tiles/frame`;
         const src = c.querySelector(".m-src");
-        src.textContent = `${s.model || "–"} · ${s.source || ""}`;
+        src.textContent = `${s.model || "–"}${adaptedText(s)} · ${s.source || ""}${pairsText(s)}`;
         src.title = src.textContent;
         const err = c.querySelector(".err");
         err.textContent = s.error || "";
@@ -110,6 +110,18 @@ window.danstream = (() => {
     }
     await refresh();
     setInterval(refresh, 2000);
+  }
+
+  // Camera adaptation (issue 7): the running model's score on held-out pairs,
+  // and the pair collection of a stream with a main source.
+  function adaptedText(s) {
+    const v = s.model_validation;
+    return v ? ` (adapted: ${fmt(v.psnr_y_after, 2)} dB vs ${fmt(v.psnr_y_before, 2)} before, ${v.pairs} held-out pairs)` : "";
+  }
+  function pairsText(s) {
+    const p = s.pairs;
+    if (!p) return "";
+    return ` · pairs ${p.on_disk} on disk, ${p.state}${p.error ? ": " + p.error : ""}`;
   }
 
   // WHEP (RFC 9725) viewer: recvonly video, complete offer (no trickle).

@@ -510,6 +510,10 @@
       row("input", fmtSize(server.input_width, server.input_height));
       row("output", `${fmtSize(server.output_width, server.output_height)} (×${server.scale || "?"})`);
       row("model", server.model || "–");
+      const v = server.model_validation;
+      if (v) row("adapted on camera", `PSNR-Y ${fmt(v.psnr_y_after, 2)} dB (was ${fmt(v.psnr_y_before, 2)}, bicubic ${fmt(v.psnr_y_bicubic, 2)}; ${v.pairs} held-out pairs)`);
+      const p = server.pairs;
+      if (p) row("adaptation pairs", `${p.on_disk} on disk, ${p.stored} stored, ${p.state}${p.error ? ": " + p.error : ""}`);
       row("fps in / out", `${fmt(server.fps_in)} / ${fmt(server.fps_out)}`);
       row("SR", `${fmt(server.sr_ms)} ms / frame`);
       row("cache hit rate", pct(server.cache_hit_rate));
