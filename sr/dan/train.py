@@ -106,8 +106,15 @@ def main(argv=None):
     ap.add_argument("--out", help="override the output folder")
     ap.add_argument("--threads", type=int, default=0,
                     help="CPU threads (default: every core; 1 each lets two runs share a 2-core machine fairly)")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when PyTorch sees a GPU, else CPU), cpu, or cuda[:N]")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads if a.threads > 0 else os.cpu_count())
+    if a.device == "auto":
+        a.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"train: error: --device {a.device} but PyTorch sees no CUDA GPU", file=sys.stderr)
+        return 2
+    dev = torch.device(a.device)
     try:
         opt = load_options(a.options)
         t = opt["train"]
@@ -120,6 +127,7 @@ def main(argv=None):
         random.seed(seed)
         np.random.seed(seed)
         model, mcfg, lora, n_train = build(opt)
+        model.to(dev)
         scale, tile = mcfg["scale"], mcfg["tile"]
         params = [p for p in model.parameters() if p.requires_grad]
         optim = torch.optim.Adam(params, lr=float(t.get("lr", 1e-3)), betas=(0.9, 0.99))
@@ -127,7 +135,7 @@ def main(argv=None):
         last = os.path.join(out, "last.pth")
         if a.resume:
             ck = read_checkpoint(last)
-            load_state_strict(model, ck["state"], source=f"checkpoint {last!r}")
+            load_state_strict(model, {k: v.to(dev) for k, v in ck["state"].items()}, source=f"checkpoint {last!r}")
             optim.load_state_dict(ck["optim"])
             it, elapsed0 = ck["iter"], ck["elapsed"]
             print(f"resumed {last} at iter {it}, {fmt_t(elapsed0)} done", flush=True)
@@ -137,7 +145,7 @@ def main(argv=None):
         return 2
 
     total = count_params(model)
-    print(f"[{opt['name']}] mode={opt['mode']} params={total} trainable={n_train} "
+    print(f"[{opt['name']}] device={dev} mode={opt['mode']} params={total} trainable={n_train} "
           f"({100.0 * n_train / total:.1f}%) lora={lora} macs/LRpx={model.macs_per_lr_pixel()}", flush=True)
     budget = float(t.get("budget_min", 10)) * 60
     max_iters = int(t.get("max_iters", 10 ** 7))
@@ -148,7 +156,8 @@ def main(argv=None):
     pe, ce = int(t.get("print_every", 25)), int(t.get("ckpt_every", 250))
 
     def save(path):
-        torch.save({"model_cfg": mcfg, "lora": lora, "state": model.state_dict(), "optim": optim.state_dict(),
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}  # loadable without a GPU
+        torch.save({"model_cfg": mcfg, "lora": lora, "state": state, "optim": optim.state_dict(),
                     "iter": it, "elapsed": elapsed, "options": opt, "trainable": n_train}, path + ".tmp")
         os.replace(path + ".tmp", path)
 
@@ -166,6 +175,7 @@ def main(argv=None):
         for g in optim.param_groups:
             g["lr"] = lr
         lr_t, hr_t = ds.batch(bs)
+        lr_t, hr_t = lr_t.to(dev, non_blocking=True), hr_t.to(dev, non_blocking=True)
         sp, fo = model(lr_t)
         loss = (fo - hr_t).abs().mean()
         if fw:
