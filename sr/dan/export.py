@@ -10,6 +10,7 @@ execution provider). Metadata (danstream.*) is written into metadata_props.
 """
 import argparse
 import json
+import inspect
 import os
 import sys
 import warnings
@@ -47,9 +48,12 @@ def export_model(model: nn.Module, path: str, name: str, overlap: int = 8, versi
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about the fixed-size checks
+        # The TorchScript exporter on every torch: torch >= 2.5 otherwise defaults to the
+        # dynamo one (graph differs, weights in a side .data file the engine does not read).
+        legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
         torch.onnx.export(_Export(model), dummy, path, opset_version=17, input_names=["lr"],
                           output_names=["hr"], dynamic_axes={"lr": {0: "N"}, "hr": {0: "N"}},
-                          do_constant_folding=True)
+                          do_constant_folding=True, **legacy)
     m = onnx.load(path)
     ops = {n.op_type for n in m.graph.node}
     for bad in ("DFT", "STFT"):
