@@ -104,6 +104,7 @@ def main(argv=None):
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
     ap.add_argument("--budget-min", type=float, help="override train.budget_min")
     ap.add_argument("--out", help="override the output folder")
+    ap.add_argument("--seed", type=int, help="override train.seed (a second run of the same recipe)")
     ap.add_argument("--threads", type=int, default=0,
                     help="CPU threads (default: every core; 1 each lets two runs share a 2-core machine fairly)")
     ap.add_argument("--device", default="auto", help="auto (CUDA when PyTorch sees a GPU, else CPU), cpu, or cuda[:N]")
@@ -120,6 +121,8 @@ def main(argv=None):
         t = opt["train"]
         if a.budget_min is not None:
             t["budget_min"] = a.budget_min
+        if a.seed is not None:
+            t["seed"] = a.seed
         out = a.out or opt.get("out") or os.path.join("sr", "dan", "runs", opt["name"])
         os.makedirs(out, exist_ok=True)
         seed = int(t.get("seed", 0))
