@@ -164,18 +164,14 @@ def city100_pair(i: int, scale: int, root=None):
     return lr, hr
 
 
-class City100Patches:
-    """Random aligned crops of the City100 iPhoneX TRAIN split (never the EVAL split)."""
+class AlignedPatches:
+    """Random aligned LR/HR crops (with flips and transposes) of real pairs in memory:
+    subclasses fill self.pairs with (LR, HR) uint8 RGB arrays, HR = LR x scale."""
 
-    def __init__(self, scale, tile, seed=0, root=None, split="train"):
-        if split != "train":
-            raise ValueError("training reads the City100 TRAIN split only")
+    def __init__(self, scale, tile, seed=0):
         self.scale, self.tile = scale, tile
         self.rng = random.Random(seed)
-        r = os.path.join(root or data_root(), "city100_iphonex")
-        if not os.path.isdir(r):
-            raise FileNotFoundError(f"City100 data not found at {r} (set DANSTREAM_DATA)")
-        self.pairs = [city100_pair(i, scale, root) for i in city100_ids("train")]
+        self.pairs = []
 
     def sample(self):
         lr, hr = self.rng.choice(self.pairs)
@@ -187,6 +183,19 @@ class City100Patches:
     def batch(self, n):
         pairs = [self.sample() for _ in range(n)]
         return to_tensor([p[0] for p in pairs]), to_tensor([p[1] for p in pairs])
+
+
+class City100Patches(AlignedPatches):
+    """Random aligned crops of the City100 iPhoneX TRAIN split (never the EVAL split)."""
+
+    def __init__(self, scale, tile, seed=0, root=None, split="train"):
+        if split != "train":
+            raise ValueError("training reads the City100 TRAIN split only")
+        super().__init__(scale, tile, seed)
+        r = os.path.join(root or data_root(), "city100_iphonex")
+        if not os.path.isdir(r):
+            raise FileNotFoundError(f"City100 data not found at {r} (set DANSTREAM_DATA)")
+        self.pairs = [city100_pair(i, scale, root) for i in city100_ids("train")]
 
 
 # --- Camera pairs (issue 7): the dataset `danstream` collects from a camera's
@@ -218,26 +227,14 @@ def pairs_dir_pair(root: str, entry: dict, scale: int):
     return lr, hr
 
 
-class PairsDirPatches:
+class PairsDirPatches(AlignedPatches):
     """Random aligned crops of the TRAIN part of a collected camera pair folder."""
 
     def __init__(self, scale, tile, seed=0, root=None, val_fraction=0.2):
         if not root or not os.path.isdir(root):
             raise FileNotFoundError(f"pair folder {root!r} not found (data.dir)")
-        self.scale, self.tile = scale, tile
-        self.rng = random.Random(seed)
+        super().__init__(scale, tile, seed)
         train, _, man = pairs_dir_split(root, val_fraction)
         if int(man.get("scale", scale)) != scale:
             raise ValueError(f"pair folder {root!r} holds x{man.get('scale')} pairs, the model is x{scale}")
         self.pairs = [pairs_dir_pair(root, e, scale) for e in train]
-
-    def sample(self):
-        lr, hr = self.rng.choice(self.pairs)
-        t, s = self.tile, self.scale
-        y = self.rng.randrange(0, lr.shape[0] - t + 1)
-        x = self.rng.randrange(0, lr.shape[1] - t + 1)
-        return _augment(lr[y:y + t, x:x + t], hr[y * s:(y + t) * s, x * s:(x + t) * s], self.rng)
-
-    def batch(self, n):
-        pairs = [self.sample() for _ in range(n)]
-        return to_tensor([p[0] for p in pairs]), to_tensor([p[1] for p in pairs])

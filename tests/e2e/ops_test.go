@@ -28,55 +28,6 @@ import (
 	"github.com/danstream/danstream/internal/rtsptest"
 )
 
-// startServeEnv is startServe with extra environment variables (for ${ENV} in the config).
-func startServeEnv(t *testing.T, config string, env ...string) *server {
-	t.Helper()
-	s := &server{http: freePort(t), rtsp: freePort(t), done: make(chan error, 1)}
-	config = strings.NewReplacer("HTTP_ADDR", s.http, "RTSP_ADDR", s.rtsp,
-		"HTTP_PORT", portOf(s.http), "RTSP_PORT", portOf(s.rtsp)).Replace(config)
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.cmd = exec.Command(binPath, "serve", "--config", cfg)
-	s.cmd.Dir = repoRoot
-	s.cmd.Env = append(os.Environ(), env...)
-	s.cmd.Stdout, s.cmd.Stderr = s, s
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.done <- s.cmd.Wait() }()
-	t.Cleanup(func() {
-		s.cmd.Process.Signal(os.Interrupt)
-		select {
-		case err := <-s.done:
-			s.done <- err
-		case <-time.After(15 * time.Second):
-			s.cmd.Process.Kill()
-			t.Error("serve did not stop within 15 s of SIGINT")
-		}
-		if t.Failed() {
-			t.Logf("serve log:\n%s", s.logs())
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-s.done:
-			t.Fatalf("serve exited early: %v\n%s", err, s.logs())
-		default:
-		}
-		if c, err := net.Dial("tcp", s.http); err == nil {
-			c.Close()
-			return s
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("serve not listening on %s\n%s", s.http, s.logs())
-	return nil
-}
-
-func portOf(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 
 // testModel keeps SR cheap where the test is about operations, not pictures.
 const testModel = "model: sr/testdata/nearest_x4.onnx\n    threads: 1"

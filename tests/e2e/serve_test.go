@@ -78,14 +78,26 @@ func (s *server) logs() string { s.mu.Lock(); defer s.mu.Unlock(); return s.log.
 // and waits until /healthz answers.
 func startServe(t *testing.T, config string) *server {
 	t.Helper()
+	return startServeEnv(t, config)
+}
+
+// startServeEnv is startServe with extra environment variables (for ${ENV}
+// in the config). The config's HTTP_ADDR/RTSP_ADDR (host:port) and
+// HTTP_PORT/RTSP_PORT are replaced by free ports. Ready once the HTTP port
+// accepts connections (TLS configs included); stopped by SIGINT at cleanup,
+// its exit error left in s.done for tests that check it.
+func startServeEnv(t *testing.T, config string, env ...string) *server {
+	t.Helper()
 	s := &server{http: freePort(t), rtsp: freePort(t), done: make(chan error, 1)}
-	config = strings.NewReplacer("HTTP_ADDR", s.http, "RTSP_ADDR", s.rtsp).Replace(config)
+	config = strings.NewReplacer("HTTP_ADDR", s.http, "RTSP_ADDR", s.rtsp,
+		"HTTP_PORT", portOf(s.http), "RTSP_PORT", portOf(s.rtsp)).Replace(config)
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s.cmd = exec.Command(binPath, "serve", "--config", cfg)
 	s.cmd.Dir = repoRoot
+	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s, s
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -94,10 +106,11 @@ func startServe(t *testing.T, config string) *server {
 	t.Cleanup(func() {
 		s.cmd.Process.Signal(os.Interrupt)
 		select {
-		case <-s.done:
+		case err := <-s.done:
+			s.done <- err
 		case <-time.After(15 * time.Second):
 			s.cmd.Process.Kill()
-			<-s.done
+			s.done <- <-s.done
 			t.Error("serve did not stop within 15 s of SIGINT")
 		}
 		if t.Failed() {
@@ -111,15 +124,17 @@ func startServe(t *testing.T, config string) *server {
 			t.Fatalf("serve exited early: %v\n%s", err, s.logs())
 		default:
 		}
-		if r, err := http.Get("http://" + s.http + "/healthz"); err == nil {
-			r.Body.Close()
+		if c, err := net.Dial("tcp", s.http); err == nil {
+			c.Close()
 			return s
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("serve not answering on %s\n%s", s.http, s.logs())
+	t.Fatalf("serve not listening on %s\n%s", s.http, s.logs())
 	return nil
 }
+
+func portOf(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 
 type streamStatus struct {
 	Name         string  `json:"name"`
