@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain the bundled DAN-lite models and the adaptation ablations, then export and evaluate
 # (the commands of sr/models/MODEL_CARD.md). Run from anywhere; needs Debian's python3-torch.
-#   sr/dan/train_bundled.sh [x4|x2|all]   (default all; 3x12 + 10 + 8 + 8 min of wall time)
+#   sr/dan/train_bundled.sh [x4|x2|all]   (default all; 3x12 + 90 + 10 + 8 + 8 min of wall time)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
@@ -10,8 +10,9 @@ if [[ "$what" == all || "$what" == x4 ]]; then
   $PY -m sr.dan.train sr/dan/options/x4_pretrain.yml        # 12 min, random init
   $PY -m sr.dan.train sr/dan/options/x4_pretrain_cont.yml   # 12 min, warm start
   $PY -m sr.dan.train sr/dan/options/x4_pretrain_cont2.yml  # 12 min, warm start
-  $PY -m sr.dan.export sr/dan/runs/dan_lite_x4_pretrain3/final.pth sr/models/dan_lite_x4.onnx --name dan-lite-x4 --scale 4
-  $PY -m sr.dan.eval --ckpt sr/dan/runs/dan_lite_x4_pretrain3/final.pth --sets set5_x4,set14_x4,bsd100_x4
+  $PY -m sr.dan.train sr/dan/options/x4_pretrain_cont3.yml  # 90 min, warm start
+  $PY -m sr.dan.export sr/dan/runs/dan_lite_x4_pretrain4/final.pth sr/models/dan_lite_x4.onnx --name dan-lite-x4 --scale 4
+  $PY -m sr.dan.eval --ckpt sr/dan/runs/dan_lite_x4_pretrain4/final.pth --sets set5_x4,set14_x4,bsd100_x4
 fi
 if [[ "$what" == all || "$what" == x2 ]]; then
   $PY -m sr.dan.train sr/dan/options/x2_pretrain.yml        # 10 min, synthetic, backbone only
