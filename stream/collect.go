@@ -121,22 +121,23 @@ func (c *collection) once(ctx context.Context) error {
 	c.log.Info("collecting adaptation pairs", "sub", sub.Info().URL, "scale", c.scale)
 	err = coll.Run(ctx)
 	c.mu.Lock()
-	c.fold(coll.Stats())
-	c.coll = nil
+	c.st, c.coll = withCounts(c.st, coll.Stats()), nil
 	c.mu.Unlock()
 	return err
 }
 
-// fold adds a finished collector's counters to the totals. Callers hold mu.
-func (c *collection) fold(s adapt.CollectorStats) {
-	c.st.Considered += s.Considered
-	c.st.Stored += s.Stored
-	c.st.OnDisk = s.OnDisk
-	c.st.Motion += s.Motion
-	c.st.NoMain += s.NoMain
-	c.st.Content += s.Content
-	c.st.Registration += s.Registration
-	c.st.WriteErrors += s.WriteErrors
+// withCounts adds a collector's counters to the totals st (pairs on disk are
+// the collector's own count, not a sum).
+func withCounts(st transport.PairsStatus, s adapt.CollectorStats) transport.PairsStatus {
+	st.Considered += s.Considered
+	st.Stored += s.Stored
+	st.OnDisk = s.OnDisk
+	st.Motion += s.Motion
+	st.NoMain += s.NoMain
+	st.Content += s.Content
+	st.Registration += s.Registration
+	st.WriteErrors += s.WriteErrors
+	return st
 }
 
 // status is the totals plus the running collector's counters.
@@ -146,9 +147,5 @@ func (c *collection) status() transport.PairsStatus {
 	if c.coll == nil {
 		return c.st
 	}
-	saved := c.st
-	c.fold(c.coll.Stats())
-	st := c.st
-	c.st = saved
-	return st
+	return withCounts(c.st, c.coll.Stats())
 }
