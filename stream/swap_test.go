@@ -71,7 +71,7 @@ func (t *tagged) calls() []sr.FrameMetrics {
 }
 func (t *tagged) Close() error { t.closed.Store(true); return t.Upscaler.Close() }
 
-func loadTagged(t *testing.T, path string) *tagged {
+func loadTagged(t testing.TB, path string) *tagged {
 	t.Helper()
 	if err := sr.InitRuntime(""); err != nil {
 		t.Skipf("ONNX Runtime not available (run scripts/setup.sh): %v", err)
@@ -291,16 +291,7 @@ func TestSwapUpscalerWithTheDANModelStartsWithAWarmCache(t *testing.T) {
 //
 //	go test -run '^$' -bench ModelSwapGap -benchtime 5x ./stream
 func BenchmarkModelSwapGap(b *testing.B) {
-	if err := sr.InitRuntime(""); err != nil {
-		b.Skipf("ONNX Runtime not available: %v", err)
-	}
-	load := func() *tagged {
-		u, err := sr.LoadModel(bundledDANX4, sr.ModelOptions{Threads: 1, Cache: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return &tagged{Upscaler: u}
-	}
+	load := func() *tagged { return loadTagged(b, bundledDANX4) }
 	enh := &seqSink{}
 	src := "synthetic:160x96@10"
 	open := func(ctx context.Context) (capture.Source, error) { return capture.Open(ctx, src, capture.Options{}) }
