@@ -174,12 +174,12 @@ func TestAuthWHEPViewerWithToken(t *testing.T) {
 	b, _ := cat.Broadcaster("cam", VariantEnhanced)
 	feed(t, b, 64, 48)
 	v := connectViewer(t, base, "cam", "?token="+readToken)
-	waitFor(t, "RTP with a token", func() bool { return v.packets.Load() > 5 })
+	waitFor(t, "RTP with a token", func() bool { return v.Packets.Load() > 5 })
 	// Its session can be ended with the same token, not without.
-	if resp, _ := do(t, "DELETE", base+v.location, "", ""); resp.StatusCode != 401 {
+	if resp, _ := do(t, "DELETE", base+v.Location, "", ""); resp.StatusCode != 401 {
 		t.Fatalf("DELETE without token: %d", resp.StatusCode)
 	}
-	if resp, _ := do(t, "DELETE", base+v.location, "Bearer "+readToken, ""); resp.StatusCode != 200 {
+	if resp, _ := do(t, "DELETE", base+v.Location, "Bearer "+readToken, ""); resp.StatusCode != 200 {
 		t.Fatalf("DELETE with token: %d", resp.StatusCode)
 	}
 }

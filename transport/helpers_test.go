@@ -3,23 +3,18 @@ package transport
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
-	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/danstream/danstream/frame"
+	"github.com/danstream/danstream/internal/whepclient"
 )
 
 // testFrame draws a moving pattern: diagonal colour bands plus a bright box
@@ -129,69 +124,20 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// viewer is a Go pion WHEP client.
-type viewer struct {
-	pc        *webrtc.PeerConnection
-	location  string
-	packets   atomic.Int64
-	keyframes atomic.Int64
-	firstKey  atomic.Int32 // first RTP packet: 1 starts a keyframe, 2 does not
-	mime      atomic.Value
-	stop      atomic.Bool // stop reading RTP (a frozen viewer)
-}
+// viewer is the shared pion WHEP test client.
+type viewer = whepclient.Viewer
 
-func clientAPI(t testing.TB, caps ...webrtc.RTPCodecCapability) *webrtc.API {
-	t.Helper()
-	me := &webrtc.MediaEngine{}
-	for i, c := range caps {
-		if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: c, PayloadType: webrtc.PayloadType(110 + i)},
-			webrtc.RTPCodecTypeVideo); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-}
-
-var vp8Cap = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000,
-	RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack", Parameter: "pli"}}}
-var h264Cap = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-	SDPFmtpLine:  "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
-	RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack", Parameter: "pli"}}}
+var vp8Cap, h264Cap = whepclient.VP8, whepclient.H264
 
 // makeOffer returns a complete recvonly-video offer from a fresh client PC.
 func makeOffer(t testing.TB, caps ...webrtc.RTPCodecCapability) (*webrtc.PeerConnection, string) {
 	t.Helper()
-	if len(caps) == 0 {
-		caps = []webrtc.RTPCodecCapability{vp8Cap}
-	}
-	pc, err := clientAPI(t, caps...).NewPeerConnection(webrtc.Configuration{})
+	pc, offer, err := whepclient.Offer(whepclient.Options{Codecs: caps})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pc.Close() })
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
-		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-g
-	return pc, pc.LocalDescription().SDP
+	return pc, offer
 }
 
 func post(t *testing.T, url, ctype, body string) *http.Response {
@@ -223,70 +169,12 @@ func readBody(t *testing.T, r *http.Response) string {
 // connectViewer runs the whole WHEP exchange and counts received RTP.
 func connectViewer(t *testing.T, base, stream, query string, caps ...webrtc.RTPCodecCapability) *viewer {
 	t.Helper()
-	pc, offer := makeOffer(t, caps...)
-	v := &viewer{pc: pc}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		v.mime.Store(tr.Codec().MimeType)
-		for {
-			if v.stop.Load() {
-				return // stop reading: pion's buffers fill, the server must not care
-			}
-			p, _, err := tr.ReadRTP()
-			if err != nil {
-				return
-			}
-			v.packets.Add(1)
-			key := false
-			if tr.Codec().MimeType == webrtc.MimeTypeVP8 {
-				var vp codecs.VP8Packet
-				if pl, err := vp.Unmarshal(p.Payload); err == nil && vp.S == 1 && vp.PID == 0 && len(pl) > 0 && pl[0]&1 == 0 {
-					key = true
-				}
-			} else if len(p.Payload) > 1 {
-				n := p.Payload[0] & 0x1f
-				if n == 5 || n == 7 || (n == 24) || (n == 28 && p.Payload[1]&0x80 != 0 && p.Payload[1]&0x1f == 5) {
-					key = true
-				}
-			}
-			if key {
-				v.keyframes.Add(1)
-			}
-			if key {
-				v.firstKey.CompareAndSwap(0, 1)
-			} else {
-				v.firstKey.CompareAndSwap(0, 2)
-			}
-		}
-	})
-	resp := post(t, base+"/api/streams/"+stream+"/whep"+query, "application/sdp", offer)
-	answer := readBody(t, resp)
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("WHEP POST: status %d, body %q", resp.StatusCode, answer)
+	v, err := whepclient.Connect(context.Background(), base, stream, query, whepclient.Options{Codecs: caps})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/sdp" {
-		t.Fatalf("answer Content-Type %q, want application/sdp", ct)
-	}
-	v.location = resp.Header.Get("Location")
-	if !strings.HasPrefix(v.location, "/api/streams/"+stream+"/whep/") {
-		t.Fatalf("Location %q does not name a session of %s", v.location, stream)
-	}
-	if !strings.Contains(answer, "a=candidate") {
-		t.Fatalf("answer has no ICE candidates (gathering must finish before answering):\n%s", answer)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatalf("set answer: %v", err)
-	}
+	t.Cleanup(func() { _ = v.PC.Close() })
 	return v
-}
-
-// sendPLI asks the server for a keyframe the way a browser does.
-func (v *viewer) sendPLI() error {
-	for _, r := range v.pc.GetReceivers() {
-		if tr := r.Track(); tr != nil {
-			return v.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(tr.SSRC())}})
-		}
-	}
-	return nil
 }
 
 func del(t *testing.T, url string) *http.Response {

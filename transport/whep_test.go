@@ -18,8 +18,8 @@ import (
 // playing reports whether v keeps receiving: it waits for n more packets.
 func playing(t *testing.T, v *viewer, n int64, what string) {
 	t.Helper()
-	start := v.packets.Load()
-	waitFor(t, what, func() bool { return v.packets.Load() >= start+n })
+	start := v.Packets.Load()
+	waitFor(t, what, func() bool { return v.Packets.Load() >= start+n })
 }
 
 func TestWHEPPlayThenDeleteEndsSession(t *testing.T) {
@@ -31,9 +31,9 @@ func TestWHEPPlayThenDeleteEndsSession(t *testing.T) {
 	srv, base := newTestServer(t, cat, ServerOptions{})
 
 	v := connectViewer(t, base, "cam", "")
-	waitFor(t, "a keyframe over RTP", func() bool { return v.keyframes.Load() > 0 })
+	waitFor(t, "a keyframe over RTP", func() bool { return v.Keyframes.Load() > 0 })
 	playing(t, v, 30, "RTP packets")
-	if m, _ := v.mime.Load().(string); m != webrtc.MimeTypeVP8 {
+	if m, _ := v.Mime.Load().(string); m != webrtc.MimeTypeVP8 {
 		t.Fatalf("negotiated %q, want VP8", m)
 	}
 	if b.Viewers() != 1 || srv.Sessions() != 1 {
@@ -41,13 +41,13 @@ func TestWHEPPlayThenDeleteEndsSession(t *testing.T) {
 	}
 
 	// A PLI yields a keyframe (the viewer already had one).
-	k := v.keyframes.Load()
-	if err := v.sendPLI(); err != nil {
+	k := v.Keyframes.Load()
+	if err := v.SendPLI(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a keyframe after PLI", func() bool { return v.keyframes.Load() > k })
+	waitFor(t, "a keyframe after PLI", func() bool { return v.Keyframes.Load() > k })
 
-	if resp := del(t, base+v.location); resp.StatusCode != http.StatusOK {
+	if resp := del(t, base+v.Location); resp.StatusCode != http.StatusOK {
 		t.Fatalf("DELETE: status %d", resp.StatusCode)
 	}
 	if b.Viewers() != 0 || srv.Sessions() != 0 {
@@ -57,10 +57,10 @@ func TestWHEPPlayThenDeleteEndsSession(t *testing.T) {
 		t.Fatal("encoder still runs with no viewers")
 	}
 	waitFor(t, "the client to see the server go", func() bool {
-		s := v.pc.ConnectionState()
+		s := v.PC.ConnectionState()
 		return s == webrtc.PeerConnectionStateClosed || s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateDisconnected
 	})
-	if resp := del(t, base+v.location); resp.StatusCode != http.StatusNotFound {
+	if resp := del(t, base+v.Location); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("second DELETE: status %d, want 404", resp.StatusCode)
 	}
 }
@@ -78,7 +78,7 @@ func TestWHEPTwoViewersShareOneEncoder(t *testing.T) {
 	playing(t, v1, 30, "viewer 1 RTP")
 	playing(t, v2, 30, "viewer 2 RTP")
 	for i, v := range []*viewer{v1, v2} {
-		if v.firstKey.Load() != 1 {
+		if v.FirstKey.Load() != 1 {
 			t.Errorf("viewer %d: the first RTP packet did not start a keyframe (undecodable start)", i+1)
 		}
 	}
@@ -100,7 +100,7 @@ func TestWHEPFrozenViewerDoesNotStallOthers(t *testing.T) {
 	fast := connectViewer(t, base, "cam", "")
 	stalled := connectViewer(t, base, "cam", "")
 	playing(t, stalled, 10, "the second viewer's first packets")
-	stalled.stop.Store(true) // this client stops reading its track altogether
+	stalled.Stop.Store(true) // this client stops reading its track altogether
 	// The server side of a frozen viewer (a write path that no longer drains)
 	// is a subscription nobody reads, on the same broadcaster.
 	frozen, err := b.Subscribe(CodecVP8)
@@ -204,9 +204,9 @@ func TestWHEPOriginalVariantAndH264(t *testing.T) {
 	_, base := newTestServer(t, cat, ServerOptions{})
 
 	v := connectViewer(t, base, "cam", "?variant=original", h264Cap, vp8Cap) // prefers H.264
-	waitFor(t, "an H.264 keyframe", func() bool { return v.keyframes.Load() > 0 })
+	waitFor(t, "an H.264 keyframe", func() bool { return v.Keyframes.Load() > 0 })
 	playing(t, v, 20, "H.264 RTP")
-	if m, _ := v.mime.Load().(string); m != webrtc.MimeTypeH264 {
+	if m, _ := v.Mime.Load().(string); m != webrtc.MimeTypeH264 {
 		t.Fatalf("negotiated %q, want H264 (the viewer's first choice)", m)
 	}
 	if orig.Viewers() != 1 || enh.Viewers() != 0 || !orig.EncoderRunning(CodecH264) || orig.EncoderRunning(CodecVP8) {

@@ -28,7 +28,6 @@ import (
 	"github.com/danstream/danstream/internal/rtsptest"
 )
 
-
 // testModel keeps SR cheap where the test is about operations, not pictures.
 const testModel = "model: sr/testdata/nearest_x4.onnx\n    threads: 1"
 
@@ -193,7 +192,7 @@ streams:
 	}
 	// A viewer over HTTPS with ?token= plays.
 	v := connectWHEP(t, c, base, "cam", "?token="+readTok)
-	waitUntil(t, "RTP to the token viewer", 60*time.Second, func() bool { return v.packets.Load() > 10 })
+	waitUntil(t, "RTP to the token viewer", 60*time.Second, func() bool { return v.Packets.Load() > 10 })
 	// RTSP wants credentials too.
 	if _, err := exec.LookPath("ffprobe"); err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -228,7 +227,7 @@ func TestSIGTERMClosesViewersAndExitsZero(t *testing.T) {
 	s := startServeEnv(t, "http: {listen: HTTP_ADDR}\nrtsp: {listen: RTSP_ADDR}\nstreams:\n  cam:\n    source: synthetic:64x48@10\n    "+testModel+"\n")
 	base := "http://" + s.http
 	v := connectWHEP(t, http.DefaultClient, base, "cam", "")
-	waitUntil(t, "RTP to the viewer", 60*time.Second, func() bool { return v.packets.Load() > 10 })
+	waitUntil(t, "RTP to the viewer", 60*time.Second, func() bool { return v.Packets.Load() > 10 })
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -242,9 +241,9 @@ func TestSIGTERMClosesViewersAndExitsZero(t *testing.T) {
 		t.Fatalf("serve still running 10 s after SIGTERM\n%s", s.logs())
 	}
 	select {
-	case <-v.trackEnd:
+	case <-v.TrackEnd:
 	case <-time.After(15 * time.Second):
-		t.Fatalf("viewer's track still open 15 s after shutdown (state %s)", v.pc.ConnectionState())
+		t.Fatalf("viewer's track still open 15 s after shutdown (state %s)", v.PC.ConnectionState())
 	}
 	if !strings.Contains(s.logs(), "stopped") {
 		t.Errorf("no orderly 'stopped' in the log:\n%s", s.logs())
@@ -285,26 +284,26 @@ func TestCameraLossViewerSurvives(t *testing.T) {
 	reconnects := func() int { st := status(); n, _ := st["reconnects"].(float64); return int(n) }
 	waitUntil(t, "cam running", 90*time.Second, func() bool { return state() == "running" })
 	v := connectWHEP(t, http.DefaultClient, base, "cam", "")
-	waitUntil(t, "RTP to the viewer", 60*time.Second, func() bool { return v.packets.Load() > 20 })
+	waitUntil(t, "RTP to the viewer", 60*time.Second, func() bool { return v.Packets.Load() > 20 })
 
 	for rep := 1; rep <= reps; rep++ {
 		stop()
 		lost := time.Now()
 		waitUntil(t, "the outage to show", 30*time.Second, func() bool { return state() == "reconnecting" })
-		before := v.packets.Load()
+		before := v.Packets.Load()
 		time.Sleep(10*time.Second - time.Since(lost))
-		if v.packets.Load() <= before {
+		if v.Packets.Load() <= before {
 			t.Errorf("rep %d: viewer received nothing during the outage (want the placeholder about once a second)", rep)
 		}
 		stop = rtsptest.PublishTestPattern(t, cam.URL("cam"), w, h, fps)
 		back := time.Now()
 		waitUntil(t, "frames to resume", 60*time.Second, func() bool { return state() == "running" && reconnects() >= rep })
-		n := v.packets.Load()
-		waitUntil(t, "RTP after the camera returned", 30*time.Second, func() bool { return v.packets.Load() > n+20 })
+		n := v.Packets.Load()
+		waitUntil(t, "RTP after the camera returned", 30*time.Second, func() bool { return v.Packets.Load() > n+20 })
 		t.Logf("rep %d: source back after %.1f s outage, stream running again %.1f s after the publisher restarted, reconnects=%d",
 			rep, back.Sub(lost).Seconds(), time.Since(back).Seconds(), reconnects())
-		if v.lost.Load() {
-			t.Fatalf("rep %d: the viewer's connection dropped (state %s)", rep, v.pc.ConnectionState())
+		if v.Lost.Load() {
+			t.Fatalf("rep %d: the viewer's connection dropped (state %s)", rep, v.PC.ConnectionState())
 		}
 	}
 	_, metrics := get(t, http.DefaultClient, "GET", base+"/metrics", "", "")
@@ -315,7 +314,7 @@ func TestCameraLossViewerSurvives(t *testing.T) {
 	if n, _ := strconv.Atoi(m[1]); n < reps {
 		t.Fatalf("/metrics counts %d reconnects after %d outages", n, reps)
 	}
-	if v.pc.ConnectionState().String() != "connected" {
-		t.Fatalf("viewer state %s at the end", v.pc.ConnectionState())
+	if v.PC.ConnectionState().String() != "connected" {
+		t.Fatalf("viewer state %s at the end", v.PC.ConnectionState())
 	}
 }
