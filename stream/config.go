@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/danstream/danstream/transport"
 )
 
 // Config is the whole service configuration (configs/*.yaml).
@@ -92,6 +94,9 @@ func IsLoopback(addr string) bool {
 // HTTPConfig is where the page, the API and WHEP listen.
 type HTTPConfig struct {
 	Listen string `yaml:"listen"`
+	// TrustedProxies: reverse proxies (IP or CIDR) whose X-Forwarded-For names
+	// the viewer, for the WHEP rate limit and logs.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // RTSPConfig is the RTSP relay: rtsp://HOST:PORT/{name} and /{name}/original, H.264.
@@ -257,6 +262,9 @@ func (c *Config) validate(line func(path ...string) int) error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 		bad([]string{"http", "listen"}, "want host:port, got %q", c.HTTP.Listen)
+	}
+	if _, err := transport.ParseTrustedProxies(c.HTTP.TrustedProxies); err != nil {
+		bad([]string{"http", "trusted_proxies"}, "%v", err)
 	}
 	if _, _, err := net.SplitHostPort(c.RTSP.Listen); err != nil {
 		bad([]string{"rtsp", "listen"}, "want host:port, got %q", c.RTSP.Listen)

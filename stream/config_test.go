@@ -24,6 +24,7 @@ func TestParseConfigRejectsWrongValuesNamingKeyAndLine(t *testing.T) {
 		{"not yaml", "streams: [\n", "yaml"},
 		{"pairs without main", "streams:\n  a:\n    source: rtsp://cam/sub\n    pairs_dir: /tmp/p\n", "streams.a.main: pairs_dir, pairs_max and pairs_every need main"},
 		{"main is source", "streams:\n  a:\n    source: rtsp://cam/sub\n    main: rtsp://cam/sub\n", "streams.a.main: must be the camera's main stream"},
+		{"bad trusted proxy", "http:\n  trusted_proxies: [10.0.0.0/8, proxy.lan]\nstreams:\n  a:\n    source: x\n", `line 2: http.trusted_proxies: trusted proxy "proxy.lan"`},
 		{"too few pairs", "streams:\n  a:\n    source: rtsp://cam/sub\n    main: rtsp://cam/main\n    pairs_max: 1\n", "line 5: streams.a.pairs_max"},
 	}
 	for _, tc := range tests {

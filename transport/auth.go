@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -246,7 +247,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		if p == nil {
 			if presented {
 				// Path only: the query may hold the (wrong) token.
-				s.log.Warn("transport: rejected credentials", "remote", remoteIP(r), "path", r.URL.Path)
+				s.log.Warn("transport: rejected credentials", "remote", s.clientIP(r), "path", r.URL.Path)
 			}
 			challenge(w)
 			return
@@ -279,6 +280,65 @@ func remoteIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// clientIP is the address to rate-limit and log: the peer's own, or, when the
+// peer is a trusted proxy, the nearest untrusted address in X-Forwarded-For.
+// The header is read right to left: each trusted hop appended the address it
+// saw, and whatever lies left of the first untrusted one is the client's own
+// claim, which anyone can forge.
+func (s *Server) clientIP(r *http.Request) string {
+	ip := remoteIP(r)
+	if !trusted(s.opts.TrustedProxies, ip) {
+		return ip
+	}
+	var hops []string
+	for _, h := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return ip // a malformed hop: do not guess past it
+		}
+		ip = a.Unmap().String()
+		if !trusted(s.opts.TrustedProxies, ip) {
+			break
+		}
+	}
+	return ip
+}
+
+func trusted(nets []netip.Prefix, ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, n := range nets {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseTrustedProxies reads addresses ("10.0.0.5") and networks ("10.0.0.0/8").
+func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, v := range list {
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: want an IP address or a CIDR network", v)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 func isLoopbackIP(ip string) bool {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -228,6 +229,24 @@ func TestWHEPRateLimitPerIP(t *testing.T) {
 			t.Fatal("loopback peer rate-limited without LimitLoopback")
 		}
 	}
+	// Behind a trusted local reverse proxy, each viewer has its own bucket
+	// (X-Forwarded-For), and the proxy itself is no longer exempt for them.
+	_, proxied := newTestServer(t, cat, ServerOptions{WHEPRate: 0.001, WHEPBurst: 1,
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	post := func(xff string) int {
+		req, _ := http.NewRequest("POST", proxied+"/api/streams/cam/whep", strings.NewReader("not sdp"))
+		req.Header.Set("Content-Type", "application/sdp")
+		req.Header.Set("X-Forwarded-For", xff)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = readBody(t, resp)
+		return resp.StatusCode
+	}
+	if got := []int{post("198.51.100.7"), post("198.51.100.7"), post("198.51.100.8"), post("1.2.3.4, 198.51.100.7")}; fmt.Sprint(got) != "[400 429 400 429]" {
+		t.Fatalf("statuses %v, want one answer per forwarded client, then 429 (a forged left-hand hop does not help)", got)
+	}
 	l := newRateLimiter(5, 2)
 	now := time.Now()
 	if !l.allow("a", now) || !l.allow("a", now) || l.allow("a", now) || !l.allow("b", now) || !l.allow("a", now.Add(250*time.Millisecond)) {
@@ -263,5 +282,40 @@ func TestAuthSetRotatesCredentials(t *testing.T) {
 	}
 	if p := a.CheckToken("new-token-0123456789"); p == nil || !p.IsAdmin() || !p.CanRead("yard") || p.Name != "token #1" {
 		t.Fatalf("new token: %+v", p)
+	}
+}
+
+func TestClientIPBelievesForwardedForOnlyFromTrustedProxies(t *testing.T) {
+	proxies, err := ParseTrustedProxies([]string{"10.0.0.0/8", "192.0.2.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{opts: ServerOptions{TrustedProxies: proxies}}
+	tests := []struct {
+		name, remote, xff, want string
+	}{
+		{"no proxy configured for this peer", "203.0.113.9:5000", "198.51.100.1", "203.0.113.9"},
+		{"trusted proxy, one hop", "10.1.2.3:5000", "198.51.100.1", "198.51.100.1"},
+		{"trusted single address", "192.0.2.1:5000", "198.51.100.1", "198.51.100.1"},
+		{"chain of trusted proxies", "10.1.2.3:5000", "198.51.100.1, 10.9.9.9", "198.51.100.1"},
+		{"forged hop left of the real client", "10.1.2.3:5000", "6.6.6.6, 198.51.100.1", "198.51.100.1"},
+		{"trusted proxy without the header", "10.1.2.3:5000", "", "10.1.2.3"},
+		{"malformed hop stops the walk", "10.1.2.3:5000", "198.51.100.1, garbage", "10.1.2.3"},
+		{"IPv4-mapped IPv6 hop", "10.1.2.3:5000", "::ffff:198.51.100.1", "198.51.100.1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := http.NewRequest("GET", "/", nil)
+			r.RemoteAddr = tc.remote
+			if tc.xff != "" {
+				r.Header.Set("X-Forwarded-For", tc.xff)
+			}
+			if got := s.clientIP(r); got != tc.want {
+				t.Fatalf("clientIP = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if _, err := ParseTrustedProxies([]string{"10.0.0.0/33"}); err == nil {
+		t.Fatal("a bad CIDR was accepted")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strconv"
@@ -156,6 +157,10 @@ type ServerOptions struct {
 	WHEPRate      float64
 	WHEPBurst     int
 	LimitLoopback bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is believed:
+	// behind one, the rate limit and logs see each viewer's own address
+	// instead of the proxy's (MediaMTX's trustedProxies). Empty: header ignored.
+	TrustedProxies []netip.Prefix
 }
 
 func (o ServerOptions) withDefaults() ServerOptions {
@@ -343,7 +348,7 @@ func variantOf(r *http.Request) (string, error) {
 
 func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if ip := remoteIP(r); (s.opts.LimitLoopback || !isLoopbackIP(ip)) && !s.limit.allow(ip, time.Now()) {
+	if ip := s.clientIP(r); (s.opts.LimitLoopback || !isLoopbackIP(ip)) && !s.limit.allow(ip, time.Now()) {
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "too many WHEP requests from this address; retry shortly", http.StatusTooManyRequests)
 		return

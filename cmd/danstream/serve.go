@@ -61,7 +61,12 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	defer mgr.Close()
 
-	srv := transport.NewServer(mgr, transport.ServerOptions{LoopbackOnly: stream.IsLoopback(cfg.HTTP.Listen), Auth: authz, TLSConfig: tlsCfg})
+	proxies, err := transport.ParseTrustedProxies(cfg.HTTP.TrustedProxies) // validated with the config
+	if err != nil {
+		return err
+	}
+	srv := transport.NewServer(mgr, transport.ServerOptions{LoopbackOnly: stream.IsLoopback(cfg.HTTP.Listen), Auth: authz,
+		TLSConfig: tlsCfg, TrustedProxies: proxies})
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(ctx) })
 	if *reload > 0 {
