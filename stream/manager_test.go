@@ -106,22 +106,30 @@ func TestPutDeleteAndApplyLeaveOtherStreamsRunning(t *testing.T) {
 	}
 }
 
-func TestWatchConfigAppliesEditsAndIgnoresBrokenFiles(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/c.yaml"
+const watchedBase = "streams:\n  a: {source: 'synthetic:32x32@20', model: ../sr/testdata/nearest_x4.onnx, threads: 1}\n"
+
+// startWatchedManager writes watchedBase to a config file, starts a manager
+// from it, and returns the file's path and a writer for later edits.
+func startWatchedManager(t *testing.T) (*Manager, string, func(string)) {
+	t.Helper()
+	path := t.TempDir() + "/c.yaml"
 	write := func(s string) {
 		t.Helper()
 		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	base := "streams:\n  a: {source: 'synthetic:32x32@20', model: ../sr/testdata/nearest_x4.onnx, threads: 1}\n"
-	write(base)
+	write(watchedBase)
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := startManager(t, cfg)
+	return startManager(t, cfg), path, write
+}
+
+func TestWatchConfigAppliesEditsAndIgnoresBrokenFiles(t *testing.T) {
+	m, path, write := startWatchedManager(t)
+	base := watchedBase
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go WatchConfig(ctx, path, 50*time.Millisecond, m, slog.Default())

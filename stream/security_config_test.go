@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -70,20 +69,8 @@ func TestExposureNeedsAuthOffLoopback(t *testing.T) {
 }
 
 func TestReloadHookGetsCredentialsAndCanRejectTheReload(t *testing.T) {
-	path := t.TempDir() + "/c.yaml"
-	write := func(s string) {
-		t.Helper()
-		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	base := "streams:\n  a: {source: 'synthetic:32x32@20', model: ../sr/testdata/nearest_x4.onnx, threads: 1}\n"
-	write(base)
-	cfg, err := LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := startManager(t, cfg)
+	m, path, write := startWatchedManager(t)
+	base := watchedBase
 	var mu sync.Mutex
 	var seen []string
 	hook := func(c Config) error {
