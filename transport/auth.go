@@ -288,34 +288,28 @@ func remoteIP(r *http.Request) string {
 // saw, and whatever lies left of the first untrusted one is the client's own
 // claim, which anyone can forge.
 func (s *Server) clientIP(r *http.Request) string {
-	ip := remoteIP(r)
-	if !trusted(s.opts.TrustedProxies, ip) {
-		return ip
+	peer := remoteIP(r)
+	a, err := netip.ParseAddr(peer)
+	if err != nil || !s.trustedProxy(a) {
+		return peer
 	}
 	var hops []string
 	for _, h := range r.Header.Values("X-Forwarded-For") {
 		hops = append(hops, strings.Split(h, ",")...)
 	}
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+	for i := len(hops) - 1; i >= 0 && s.trustedProxy(a); i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {
-			return ip // a malformed hop: do not guess past it
+			break // a malformed hop: do not guess past it
 		}
-		ip = a.Unmap().String()
-		if !trusted(s.opts.TrustedProxies, ip) {
-			break
-		}
+		a = hop
 	}
-	return ip
+	return a.Unmap().String()
 }
 
-func trusted(nets []netip.Prefix, ip string) bool {
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return false
-	}
+func (s *Server) trustedProxy(a netip.Addr) bool {
 	a = a.Unmap()
-	for _, n := range nets {
+	for _, n := range s.opts.TrustedProxies {
 		if n.Contains(a) {
 			return true
 		}
