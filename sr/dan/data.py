@@ -31,7 +31,16 @@ def data_root() -> str:
 
 def photo_paths(max_side=2600):
     """Debian-packaged natural photos (opencv-doc examples, Plasma wallpapers): one
-    wallpaper size per theme (the largest up to max_side) to keep memory modest."""
+    wallpaper size per theme (the largest up to max_side) to keep memory modest.
+    $DANSTREAM_PHOTOS, a folder of images, replaces them (a GPU machine without these
+    Debian packages gets the same files copied there by sr.dan.tools.pack_photos)."""
+    override = os.environ.get("DANSTREAM_PHOTOS")
+    if override:
+        paths = sorted(p for p in glob.glob(os.path.join(override, "*"))
+                       if os.path.splitext(p)[1].lower() in (".jpg", ".jpeg", ".png"))
+        if not paths:
+            raise RuntimeError(f"DANSTREAM_PHOTOS={override!r} holds no .jpg or .png images")
+        return paths
     paths = []
     d = "/usr/share/doc/opencv-doc/examples/data"
     for p in sorted(glob.glob(os.path.join(d, "*.jpg")) + glob.glob(os.path.join(d, "*.png"))):

@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 import yaml
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .checkpoint import read_checkpoint
 from .lora import apply_lora, count_params, set_trainable
@@ -42,6 +43,35 @@ def freq_l1(a, b):
     transform instead of two full ones, same minimiser."""
     d = torch.fft.rfft2(a - b, norm="ortho")
     return d.real.abs().mean() + d.imag.abs().mean()
+
+
+class _Batches(IterableDataset):
+    """Endless training batches from a patch source. With loader workers (--workers) each
+    worker is a fork of the source (photos decoded once, shared copy-on-write) with its own
+    random stream, so the workers do not repeat each other's patches."""
+
+    def __init__(self, ds, batch, seed):
+        self.ds, self.bs, self.seed = ds, batch, seed
+
+    def __iter__(self):
+        w = get_worker_info()
+        if w is not None:
+            D.cv2.setNumThreads(1)
+            self.ds.rng = random.Random(self.seed * 1009 + w.id + 1)
+            np.random.seed((self.seed * 1009 + w.id + 1) % 2 ** 32)
+        while True:
+            yield self.ds.batch(self.bs)
+
+
+def batch_source(ds, batch, seed, workers, pin):
+    """A function returning the next (lr, hr) batch: in this process (workers=0, the
+    2-core default) or from worker processes that keep a GPU fed."""
+    if workers <= 0:
+        return lambda: ds.batch(batch)
+    it = iter(DataLoader(_Batches(ds, batch, seed), batch_size=None, num_workers=workers,
+                         pin_memory=pin, prefetch_factor=4, persistent_workers=True,
+                         multiprocessing_context="fork"))
+    return lambda: next(it)
 
 
 def load_options(path):
@@ -107,6 +137,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, help="override train.seed (a second run of the same recipe)")
     ap.add_argument("--threads", type=int, default=0,
                     help="CPU threads (default: every core; 1 each lets two runs share a 2-core machine fairly)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="data loader processes (default 0: patches made between steps; a GPU needs several)")
     ap.add_argument("--device", default="auto", help="auto (CUDA when PyTorch sees a GPU, else CPU), cpu, or cuda[:N]")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads if a.threads > 0 else os.cpu_count())
@@ -148,7 +180,7 @@ def main(argv=None):
         return 2
 
     total = count_params(model)
-    print(f"[{opt['name']}] device={dev} mode={opt['mode']} params={total} trainable={n_train} "
+    print(f"[{opt['name']}] device={dev} workers={a.workers} mode={opt['mode']} params={total} trainable={n_train} "
           f"({100.0 * n_train / total:.1f}%) lora={lora} macs/LRpx={model.macs_per_lr_pixel()}", flush=True)
     budget = float(t.get("budget_min", 10)) * 60
     max_iters = int(t.get("max_iters", 10 ** 7))
@@ -157,6 +189,7 @@ def main(argv=None):
     bs = int(t.get("batch", 8))
     fw, sw = float(t.get("freq_weight", 1.0)), float(t.get("spatial_weight", 0.0))
     pe, ce = int(t.get("print_every", 25)), int(t.get("ckpt_every", 250))
+    next_batch = batch_source(ds, bs, seed + it, a.workers, dev.type == "cuda")
 
     def save(path):
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}  # loadable without a GPU
@@ -177,7 +210,7 @@ def main(argv=None):
         lr = lr0 * min(1.0, (it + 1) / warm) if it < warm else lr_min + 0.5 * (lr0 - lr_min) * (1 + math.cos(math.pi * prog))
         for g in optim.param_groups:
             g["lr"] = lr
-        lr_t, hr_t = ds.batch(bs)
+        lr_t, hr_t = next_batch()
         lr_t, hr_t = lr_t.to(dev, non_blocking=True), hr_t.to(dev, non_blocking=True)
         sp, fo = model(lr_t)
         loss = (fo - hr_t).abs().mean()

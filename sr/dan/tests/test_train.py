@@ -1,6 +1,7 @@
 import os
 
 import pytest
+import torch
 import yaml
 
 from sr.dan import train
@@ -63,3 +64,27 @@ def test_diverged_loss_stops_the_run_without_a_final_checkpoint(tmp_path, capsys
     assert train.main([_opts(tmp_path, "nan"), "--out", str(out)]) == 3
     assert "diverged" in capsys.readouterr().err
     assert not (out / "final.pth").exists()
+
+
+def test_loader_workers_draw_distinct_patches_and_train(tmp_path, capsys):
+    from sr.dan import data as D
+    ds = D.SyntheticPatches(2, 16, {}, seed=5)
+    nxt = train.batch_source(ds, 4, 5, 2, False)
+    a, b = nxt(), nxt()
+    assert a[0].shape == (4, 3, 16, 16) and a[1].shape == (4, 3, 32, 32)
+    assert not torch.equal(a[1], b[1]), "two workers produced the same batch: their random streams are not split"
+    out = str(tmp_path / "w")
+    assert train.main([_opts(tmp_path, "w"), "--out", out, "--workers", "2"]) == 0
+    assert "workers=2" in capsys.readouterr().out
+    load_model(os.path.join(out, "final.pth"), expect_scale=2)
+
+
+def test_photo_folder_override(tmp_path, monkeypatch):
+    import cv2
+    import numpy as np
+    from sr.dan import data as D
+    monkeypatch.setenv("DANSTREAM_PHOTOS", str(tmp_path))
+    with pytest.raises(RuntimeError, match="no .jpg or .png"):
+        D.photo_paths()
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((40, 40, 3), 128, np.uint8))
+    assert D.photo_paths() == [str(tmp_path / "a.png")]

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The GPU stages of the bundled DAN-lite models, as run on a lent GPU machine (one H100,
+# 16 cores) that has PyTorch but neither the Debian photo packages nor ../shared/data.
+# Its transfer limit (64 MiB a call) holds the photos or the City100 TRAIN pack, not both,
+# so it is two calls on one warm machine, and the jobs outlive the first call (setsid):
+#   here:  python3 -m sr.dan.devpack photos .devdata/photos
+#          python3 -m sr.dan.devpack city100 .devdata/city100
+#          copy the init checkpoints to .devdata/init/<run>/final.pth
+#   call 1 (carry .devdata/photos .devdata/init):  bash sr/dan/gpu_train.sh start
+#   call 2 (carry .devdata/city100):               bash sr/dan/gpu_train.sh finish
+# `finish` writes every run's final.pth and log to $OUT/runs.tgz (refreshed each minute, so a
+# cut-off call still returns the latest checkpoints). On a plain CPU machine the same options
+# files train with `python3 -m sr.dan.train FILE` (set max_iters to the card's counts).
+# DEV=cpu SCALE=0.02 runs the whole flow in about a minute, for a dry run.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+W=${WORK:-/tmp/dangpu}
+DEV=${DEV:-cuda}
+SCALE=${SCALE:-1}
+PY=${PY:-python3}
+OUT=${OUT:-$W/out}
+export PYTHONUNBUFFERED=1 DANSTREAM_PHOTOS=$W/photos DANSTREAM_DATA=$W/data
+
+train() {  # options-file workers: one run in the code snapshot, budget scaled by $SCALE
+  local opt=$1 workers=$2 name budget
+  name=$(sed -n 's/^name: *//p' "$W/code/sr/dan/options/$opt")
+  budget=$(sed -n 's/.*budget_min: *\([0-9.]*\).*/\1/p' "$W/code/sr/dan/options/$opt")
+  (cd "$W/code" && $PY -m sr.dan.train "sr/dan/options/$opt" --device "$DEV" --workers "$workers" \
+     --budget-min "$(awk -v b="$budget" -v s="$SCALE" 'BEGIN{print b*s}')" >"$W/logs/$name.log" 2>&1) ||
+    echo "$opt failed (exit $?): see $W/logs/$name.log" >>"$W/logs/failed"
+}
+
+case "${1:-}" in
+start)
+  rm -rf "$W" && mkdir -p "$W/code" "$W/logs" "$W/data"
+  # A snapshot of the code and data: call 2 replaces the checkout while these jobs run.
+  cp -r "$REPO/sr" "$W/code/" && cp -r "$REPO/.devdata/photos" "$W/photos"
+  rm -rf "$W/code/sr/dan/runs" && mkdir -p "$W/code/sr/dan/runs" && cp -r "$REPO/.devdata/init/." "$W/code/sr/dan/runs/"
+  export -f train; export W DEV SCALE PY
+  setsid nohup bash -c '
+    train x4_pretrain_gpu.yml 7 &
+    { train x2w_pretrain_gpu.yml 5
+      while [ ! -f "$W/data/ready" ]; do sleep 1; done
+      train x2w_adapt_gpu.yml 1 & train x2w_scratch_gpu.yml 1 & wait; } &
+    wait; touch "$W/logs/phase1.done"' >"$W/logs/phase1.out" 2>&1 </dev/null &
+  sleep "${SETTLE:-40}"
+  tail -n 3 "$W"/logs/*.log
+  nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv 2>/dev/null || true
+  ;;
+finish)
+  [ -d "$W/code" ] || { echo "finish: no $W/code: run start on this machine first" >&2; exit 2; }
+  mkdir -p "$OUT"
+  (cd "$W/code" && $PY -m sr.dan.devpack unpack "$REPO/.devdata/city100" "$W/data") && touch "$W/data/ready"
+  export -f train; export W DEV SCALE PY
+  train x2_adapt_gpu.yml 1 & a=$!
+  train x2_scratch_gpu.yml 1 & b=$!
+  pack() {
+    local files=() d
+    for d in "$W"/code/sr/dan/runs/{*_gpu,dan_lite_x2w_*,dan_lite_x4_pretrain6}; do  # 16 MiB a file: final, else last
+      if [ -f "$d/final.pth" ]; then files+=("runs/${d##*/}/final.pth")
+      elif [ -f "$d/last.pth" ]; then files+=("runs/${d##*/}/last.pth"); fi
+    done
+    if [ ${#files[@]} -gt 0 ]; then files=(-C "$W/code/sr/dan" "${files[@]}"); fi
+    { tar czf "$OUT/runs.tgz.tmp" -C "$W" logs "${files[@]}" && mv "$OUT/runs.tgz.tmp" "$OUT/runs.tgz"; } ||
+      echo "pack failed (will retry)" >&2
+  }
+  while :; do
+    sleep "${EVERY:-60}"; pack
+    if [ -f "$W/logs/phase1.done" ] && ! kill -0 $a 2>/dev/null && ! kill -0 $b 2>/dev/null; then break; fi
+  done
+  wait; pack
+  tail -n 2 "$W"/logs/*.log
+  cat "$W/logs/failed" 2>/dev/null || true
+  ;;
+*) echo "usage: $0 start|finish" >&2; exit 2 ;;
+esac
