@@ -7,7 +7,8 @@
 #          python3 -m sr.dan.devpack city100 .devdata/city100
 #          copy the init checkpoints to .devdata/init/<run>/final.pth
 #   call 1 (carry .devdata/photos .devdata/init):  bash sr/dan/gpu_train.sh start
-#   call 2 (carry .devdata/city100):               bash sr/dan/gpu_train.sh finish
+#   call 2 (carry .devdata/city100):               DEADLINE=500 bash sr/dan/gpu_train.sh finish
+# (no pipe after either: a call cut off at its limit loses a pipeline's output)
 # `finish` writes every run's final.pth and log to $OUT/runs.tgz (refreshed each minute, so a
 # cut-off call still returns the latest checkpoints). On a plain CPU machine the same options
 # files train with `python3 -m sr.dan.train FILE` (set max_iters to the card's counts).
@@ -64,11 +65,16 @@ finish)
     { tar czf "$OUT/runs.tgz.tmp" -C "$W" logs "${files[@]}" && mv "$OUT/runs.tgz.tmp" "$OUT/runs.tgz"; } ||
       echo "pack failed (will retry)" >&2
   }
+  t0=$SECONDS
   while :; do
     sleep "${EVERY:-60}"; pack
+    # A heartbeat in the call's output: a stalled run shows at the first minute, not at the end.
+    echo "--- $((SECONDS - t0)) s"; for f in "$W"/logs/*.log; do echo "${f##*/}: $(tail -n 1 "$f")"; done
     if [ -f "$W/logs/phase1.done" ] && ! kill -0 $a 2>/dev/null && ! kill -0 $b 2>/dev/null; then break; fi
+    # Return what there is before the call's own limit cuts the output off.
+    if [ $((SECONDS - t0)) -ge "${DEADLINE:-540}" ]; then echo "finish: deadline, runs still going" >&2; break; fi
   done
-  wait; pack
+  pack
   tail -n 2 "$W"/logs/*.log
   cat "$W/logs/failed" 2>/dev/null || true
   ;;

@@ -27,7 +27,7 @@ import yaml
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .checkpoint import read_checkpoint
-from .lora import apply_lora, count_params, set_trainable
+from .lora import apply_lora, count_params, merge_lora, set_trainable
 from .model import build_model, load_state_strict
 from . import data as D
 
@@ -56,11 +56,13 @@ class _Batches(IterableDataset):
     def __iter__(self):
         w = get_worker_info()
         if w is not None:
-            D.cv2.setNumThreads(1)
             self.ds.rng = random.Random(self.seed * 1009 + w.id + 1)
             np.random.seed((self.seed * 1009 + w.id + 1) % 2 ** 32)
         while True:
             yield self.ds.batch(self.bs)
+
+
+LOADER_TIMEOUT_S = 300
 
 
 def batch_source(ds, batch, seed, workers, pin):
@@ -68,9 +70,10 @@ def batch_source(ds, batch, seed, workers, pin):
     2-core default) or from worker processes that keep a GPU fed."""
     if workers <= 0:
         return lambda: ds.batch(batch)
+    # timeout: a loader that stops delivering is an error with a message, not a silent hang.
     it = iter(DataLoader(_Batches(ds, batch, seed), batch_size=None, num_workers=workers,
                          pin_memory=pin, prefetch_factor=4, persistent_workers=True,
-                         multiprocessing_context="fork"))
+                         multiprocessing_context="fork", timeout=LOADER_TIMEOUT_S))
     return lambda: next(it)
 
 
@@ -110,14 +113,18 @@ def build(opt):
     if opt.get("init"):
         # adapt: start from the pre-trained network; pretrain: warm start (continuation).
         ck = read_checkpoint(opt["init"])
-        if ck.get("lora"):
-            raise ValueError(f"init checkpoint {opt['init']!r} already has LoRA layers; merge or use a pre-trained one")
         for k, v in mcfg.items():
             if k in ck["model_cfg"] and ck["model_cfg"][k] != v:
                 raise ValueError(f"init checkpoint {opt['init']!r} has {k}={ck['model_cfg'][k]}, options say {v}")
         mcfg = dict(ck["model_cfg"])
         model = build_model(mcfg)
+        if ck.get("lora"):
+            # An adapted checkpoint: a further stage starts from its merged weights (what
+            # the export serves), with fresh LoRA layers where the options ask for them.
+            apply_lora(model, ck["lora"]["layers"], int(ck["lora"]["rank"]))
         load_state_strict(model, ck["state"], source=f"init checkpoint {opt['init']!r}")
+        with torch.no_grad():
+            merge_lora(model)
     else:
         model = build_model(mcfg)
     lcfg = opt.get("lora")
@@ -174,6 +181,11 @@ def main(argv=None):
             optim.load_state_dict(ck["optim"])
             it, elapsed0 = ck["iter"], ck["elapsed"]
             print(f"resumed {last} at iter {it}, {fmt_t(elapsed0)} done", flush=True)
+        if a.workers > 0:
+            # Forked loader workers call OpenCV: a parent that has started OpenCV's thread
+            # pool leaves the children a pool whose threads do not exist (a known hang of
+            # some OpenCV builds), so the parent never starts one.
+            D.cv2.setNumThreads(0)
         ds = make_data(opt, scale, tile, seed + it)
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
         print(f"train: error: {e}", file=sys.stderr)
@@ -210,7 +222,11 @@ def main(argv=None):
         lr = lr0 * min(1.0, (it + 1) / warm) if it < warm else lr_min + 0.5 * (lr0 - lr_min) * (1 + math.cos(math.pi * prog))
         for g in optim.param_groups:
             g["lr"] = lr
-        lr_t, hr_t = next_batch()
+        try:
+            lr_t, hr_t = next_batch()
+        except RuntimeError as e:  # a loader worker died or stalled past LOADER_TIMEOUT_S
+            print(f"train: error: [{opt['name']}] data loader: {e} (last checkpoint: {last})", file=sys.stderr, flush=True)
+            return 2
         lr_t, hr_t = lr_t.to(dev, non_blocking=True), hr_t.to(dev, non_blocking=True)
         sp, fo = model(lr_t)
         loss = (fo - hr_t).abs().mean()
@@ -229,7 +245,7 @@ def main(argv=None):
         it += 1
         run_loss += loss.item()
         run_n += 1
-        if it % pe == 0:
+        if it % pe == 0 or it == 10:
             el = elapsed0 + time.time() - start
             rate = run_n / max(time.time() - tick, 1e-6)
             eta = max(budget - el, 0.0)

@@ -88,3 +88,39 @@ def test_photo_folder_override(tmp_path, monkeypatch):
         D.photo_paths()
     cv2.imwrite(str(tmp_path / "a.png"), np.full((40, 40, 3), 128, np.uint8))
     assert D.photo_paths() == [str(tmp_path / "a.png")]
+
+
+def test_a_stalled_loader_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    real = train.make_data
+
+    class Stall:
+        def __init__(self, ds):
+            self.ds = ds
+
+        def batch(self, n):
+            import time
+            time.sleep(30)
+            return self.ds.batch(n)
+
+    monkeypatch.setattr(train, "make_data", lambda *a: Stall(real(*a)))
+    monkeypatch.setattr(train, "LOADER_TIMEOUT_S", 2)
+    assert train.main([_opts(tmp_path, "stall"), "--out", str(tmp_path / "s"), "--workers", "1"]) == 2
+    assert "data loader" in capsys.readouterr().err
+
+
+def test_an_adapted_checkpoint_starts_a_further_adaptation_stage(tmp_path):
+    pre = str(tmp_path / "pre")
+    assert train.main([_opts(tmp_path, "pre"), "--out", pre]) == 0
+    lora = {"rank": 2, "layers": [r"^body\.0\.0$"]}
+    first = _opts(tmp_path, "a1", mode="adapt", init=os.path.join(pre, "final.pth"), model={"arch": "danlite", "scale": 2},
+                  lora=lora, freeze=[r"^conv_first\.", r"^body\.0\."], unfreeze=["lora_"])
+    assert train.main([first, "--out", str(tmp_path / "a1")]) == 0
+    a1 = os.path.join(str(tmp_path / "a1"), "final.pth")
+    m1, _ = load_model(a1)
+    m2, *_ = train.build({"mode": "adapt", "init": a1, "model": {"scale": 2}})  # merged, no new LoRA
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(m1.eval()(x)[1], m2.eval()(x)[1], atol=1e-5)
+    second = _opts(tmp_path, "a2", mode="adapt", init=a1, model={"arch": "danlite", "scale": 2}, lora=lora,
+                   freeze=[r"^conv_first\.", r"^body\.0\."], unfreeze=["lora_"])
+    assert train.main([second, "--out", str(tmp_path / "a2")]) == 0
