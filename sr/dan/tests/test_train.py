@@ -99,11 +99,11 @@ def test_a_stalled_loader_is_a_clear_error(tmp_path, capsys, monkeypatch):
 
         def batch(self, n):
             import time
-            time.sleep(30)
+            time.sleep(6)
             return self.ds.batch(n)
 
     monkeypatch.setattr(train, "make_data", lambda *a: Stall(real(*a)))
-    monkeypatch.setattr(train, "LOADER_TIMEOUT_S", 2)
+    monkeypatch.setattr(train, "LOADER_TIMEOUT_S", 1)
     assert train.main([_opts(tmp_path, "stall"), "--out", str(tmp_path / "s"), "--workers", "1"]) == 2
     assert "data loader" in capsys.readouterr().err
 
