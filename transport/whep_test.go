@@ -2,16 +2,20 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"image/jpeg"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/danstream/danstream/internal/whepclient"
 	"github.com/pion/ice/v4"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -405,4 +409,43 @@ func TestWHEPReapsViewerThatVanishes(t *testing.T) {
 	waitFor(t, "RTP on the soon-vanishing viewer", func() bool { return got.Load() > 10 })
 	hole.dead.Store(true)
 	waitFor(t, "the vanished viewer to be reaped", func() bool { return srv.Sessions() == 0 && b.Viewers() == 0 })
+}
+
+// A viewer that reports a lost packet (RTCP NACK, as browsers do) gets it again from the
+// server's send history: the reason the responder is the one interceptor kept per viewer.
+func TestWHEPRetransmitsANackedPacket(t *testing.T) {
+	cat := newTestCatalog()
+	b := NewBroadcaster("cam", VariantEnhanced, EncoderOptions{})
+	defer b.Close()
+	cat.add(b)
+	feed(t, b, 320, 180)
+	_, base := newTestServer(t, cat, ServerOptions{})
+
+	var mu sync.Mutex
+	seen := map[uint16]int{}
+	var order []uint16
+	v, err := whepclient.Connect(context.Background(), base, "cam", "", whepclient.Options{NACK: true,
+		OnPacket: func(p *rtp.Packet) {
+			mu.Lock()
+			seen[p.SequenceNumber]++
+			order = append(order, p.SequenceNumber)
+			mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.PC.Close() })
+	playing(t, v, 40, "RTP packets")
+
+	mu.Lock()
+	want := order[len(order)-20] // recent: well inside the server's history
+	mu.Unlock()
+	if err := v.SendNACK(want); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the NACKed packet again", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[want] >= 2
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 )
@@ -35,6 +36,11 @@ type Options struct {
 	HTTP   *http.Client                // (http.DefaultClient)
 	// FastICE notices a vanished server within seconds instead of pion's 30 s.
 	FastICE bool
+	// NACK offers generic NACK feedback as browsers do, and turns off SRTP replay
+	// protection so a retransmission of a packet already received reaches OnPacket.
+	NACK bool
+	// OnPacket, when set, sees every RTP packet read (from the track's goroutine).
+	OnPacket func(*rtp.Packet)
 }
 
 // API builds a pion API that offers codecs and gathers loopback UDP4 candidates only.
@@ -45,6 +51,9 @@ func API(o Options) (*webrtc.API, error) {
 	}
 	me := &webrtc.MediaEngine{}
 	for i, c := range caps {
+		if o.NACK {
+			c.RTCPFeedback = append([]webrtc.RTCPFeedback{{Type: "nack"}}, c.RTCPFeedback...)
+		}
 		if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: c, PayloadType: webrtc.PayloadType(110 + i)},
 			webrtc.RTPCodecTypeVideo); err != nil {
 			return nil, err
@@ -59,6 +68,9 @@ func API(o Options) (*webrtc.API, error) {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	if o.NACK {
+		se.DisableSRTPReplayProtection(true)
+	}
 	if o.FastICE {
 		se.SetICETimeouts(3*time.Second, 6*time.Second, time.Second)
 	}
@@ -122,7 +134,7 @@ func Connect(ctx context.Context, base, stream, query string, o Options) (*Viewe
 	}
 	v := &Viewer{PC: pc, TrackEnd: make(chan struct{}), States: make(chan webrtc.PeerConnectionState, 64)}
 	pc.OnConnectionStateChange(v.onState)
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { v.read(tr) })
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { v.read(tr, o.OnPacket) })
 	answer, loc, err := post(ctx, o.HTTP, base+"/api/streams/"+stream+"/whep"+query, offer)
 	if err == nil {
 		v.Location = loc
@@ -184,7 +196,7 @@ func (v *Viewer) onState(s webrtc.PeerConnectionState) {
 	}
 }
 
-func (v *Viewer) read(tr *webrtc.TrackRemote) {
+func (v *Viewer) read(tr *webrtc.TrackRemote, onPacket func(*rtp.Packet)) {
 	defer close(v.TrackEnd)
 	mime := tr.Codec().MimeType
 	v.Mime.Store(mime)
@@ -197,6 +209,9 @@ func (v *Viewer) read(tr *webrtc.TrackRemote) {
 			return
 		}
 		v.Packets.Add(1)
+		if onPacket != nil {
+			onPacket(p)
+		}
 		key := isKeyframeStart(mime, p.Payload)
 		if key {
 			v.Keyframes.Add(1)
@@ -219,6 +234,17 @@ func isKeyframeStart(mime string, payload []byte) bool {
 	}
 	n := payload[0] & 0x1f // H.264: IDR, SPS, STAP-A, or the start of a fragmented IDR
 	return n == 5 || n == 7 || n == 24 || (n == 28 && payload[1]&0x80 != 0 && payload[1]&0x1f == 5)
+}
+
+// SendNACK asks the server to send the packets with these sequence numbers again.
+func (v *Viewer) SendNACK(seqs ...uint16) error {
+	for _, r := range v.PC.GetReceivers() {
+		if tr := r.Track(); tr != nil {
+			return v.PC.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{
+				MediaSSRC: uint32(tr.SSRC()), Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)}})
+		}
+	}
+	return fmt.Errorf("no track to NACK yet")
 }
 
 // SendPLI asks the server for a keyframe the way a browser does.
