@@ -112,6 +112,19 @@ func newTestServer(t *testing.T, cat Catalog, o ServerOptions) (*Server, string)
 	return srv, hs.URL
 }
 
+// servedCamera serves one enhanced stream "cam" fed with w x h test frames; the
+// broadcaster closes when the test ends, after the server.
+func servedCamera(t *testing.T, w, h int, eo EncoderOptions, so ServerOptions) (*Server, string, *Broadcaster) {
+	t.Helper()
+	cat := newTestCatalog()
+	b := NewBroadcaster("cam", VariantEnhanced, eo)
+	t.Cleanup(b.Close)
+	cat.add(b)
+	feed(t, b, w, h)
+	srv, base := newTestServer(t, cat, so)
+	return srv, base, b
+}
+
 // waitFor polls cond; the bound only stops a broken test from hanging.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

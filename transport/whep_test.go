@@ -27,12 +27,7 @@ func playing(t *testing.T, v *viewer, n int64, what string) {
 }
 
 func TestWHEPPlayThenDeleteEndsSession(t *testing.T) {
-	cat := newTestCatalog()
-	b := NewBroadcaster("cam", VariantEnhanced, EncoderOptions{})
-	defer b.Close()
-	cat.add(b)
-	feed(t, b, 320, 180)
-	srv, base := newTestServer(t, cat, ServerOptions{})
+	srv, base, b := servedCamera(t, 320, 180, EncoderOptions{}, ServerOptions{})
 
 	v := connectViewer(t, base, "cam", "")
 	waitFor(t, "a keyframe over RTP", func() bool { return v.Keyframes.Load() > 0 })
@@ -70,12 +65,7 @@ func TestWHEPPlayThenDeleteEndsSession(t *testing.T) {
 }
 
 func TestWHEPTwoViewersShareOneEncoder(t *testing.T) {
-	cat := newTestCatalog()
-	b := NewBroadcaster("cam", VariantEnhanced, EncoderOptions{})
-	defer b.Close()
-	cat.add(b)
-	feed(t, b, 320, 180)
-	_, base := newTestServer(t, cat, ServerOptions{})
+	_, base, b := servedCamera(t, 320, 180, EncoderOptions{}, ServerOptions{})
 
 	v1 := connectViewer(t, base, "cam", "")
 	v2 := connectViewer(t, base, "cam", "")
@@ -94,12 +84,7 @@ func TestWHEPTwoViewersShareOneEncoder(t *testing.T) {
 }
 
 func TestWHEPFrozenViewerDoesNotStallOthers(t *testing.T) {
-	cat := newTestCatalog()
-	b := NewBroadcaster("cam", VariantEnhanced, EncoderOptions{QueueLen: 4})
-	defer b.Close()
-	cat.add(b)
-	feed(t, b, 320, 180)
-	_, base := newTestServer(t, cat, ServerOptions{})
+	_, base, b := servedCamera(t, 320, 180, EncoderOptions{QueueLen: 4}, ServerOptions{})
 
 	fast := connectViewer(t, base, "cam", "")
 	stalled := connectViewer(t, base, "cam", "")
@@ -120,12 +105,7 @@ func TestWHEPFrozenViewerDoesNotStallOthers(t *testing.T) {
 }
 
 func TestWHEPBadInputLeavesViewerPlaying(t *testing.T) {
-	cat := newTestCatalog()
-	b := NewBroadcaster("cam", VariantEnhanced, EncoderOptions{})
-	defer b.Close()
-	cat.add(b)
-	feed(t, b, 320, 180)
-	_, base := newTestServer(t, cat, ServerOptions{MaxOfferBytes: 16 << 10})
+	_, base, b := servedCamera(t, 320, 180, EncoderOptions{}, ServerOptions{MaxOfferBytes: 16 << 10})
 	v := connectViewer(t, base, "cam", "")
 	playing(t, v, 10, "the first viewer")
 
@@ -219,12 +199,7 @@ func TestWHEPOriginalVariantAndH264(t *testing.T) {
 }
 
 func TestWHEPReapsViewerThatNeverConnects(t *testing.T) {
-	cat := newTestCatalog()
-	b := NewBroadcaster("cam", VariantEnhanced, EncoderOptions{})
-	defer b.Close()
-	cat.add(b)
-	feed(t, b, 160, 96)
-	srv, base := newTestServer(t, cat, ServerOptions{ReapAfter: 300 * time.Millisecond})
+	srv, base, b := servedCamera(t, 160, 96, EncoderOptions{}, ServerOptions{ReapAfter: 300 * time.Millisecond})
 
 	pc, offer := makeOffer(t)
 	resp := post(t, base+"/api/streams/cam/whep", "application/sdp", offer)
@@ -351,12 +326,7 @@ func (c *blackholeConn) ReadFrom(b []byte) (int, net.Addr, error) {
 }
 
 func TestWHEPReapsViewerThatVanishes(t *testing.T) {
-	cat := newTestCatalog()
-	b := NewBroadcaster("cam", VariantEnhanced, EncoderOptions{})
-	defer b.Close()
-	cat.add(b)
-	feed(t, b, 160, 96)
-	srv, base := newTestServer(t, cat, ServerOptions{ICEDisconnectedTimeout: time.Second, ReapAfter: 3 * time.Second})
+	srv, base, b := servedCamera(t, 160, 96, EncoderOptions{}, ServerOptions{ICEDisconnectedTimeout: time.Second, ReapAfter: 3 * time.Second})
 
 	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -414,12 +384,7 @@ func TestWHEPReapsViewerThatVanishes(t *testing.T) {
 // A viewer that reports a lost packet (RTCP NACK, as browsers do) gets it again from the
 // server's send history: the reason the responder is the one interceptor kept per viewer.
 func TestWHEPRetransmitsANackedPacket(t *testing.T) {
-	cat := newTestCatalog()
-	b := NewBroadcaster("cam", VariantEnhanced, EncoderOptions{})
-	defer b.Close()
-	cat.add(b)
-	feed(t, b, 320, 180)
-	_, base := newTestServer(t, cat, ServerOptions{})
+	_, base, _ := servedCamera(t, 320, 180, EncoderOptions{}, ServerOptions{})
 
 	var mu sync.Mutex
 	seen := map[uint16]int{}
