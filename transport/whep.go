@@ -41,14 +41,17 @@ func newWebRTCAPI(o ServerOptions) (*webrtc.API, error) {
 			return nil, fmt.Errorf("transport: register %s: %w", c, err)
 		}
 	}
-	// A viewer's connection only sends video: it needs NACK repair (the responder) and
-	// sender reports. pion's default set adds, per connection, TWCC feedback, a stats
-	// recorder and simulcast headers, which only a receiver uses, and a 1024-packet NACK
-	// history; without them a viewer costs about a third less memory (docs/bench/fanout.md).
+	// A viewer's connection only sends video: it needs NACK repair (the responder; the
+	// codecs advertise nack feedback) and sender reports. pion's default set adds, per
+	// connection, a NACK generator, TWCC feedback, a stats recorder and simulcast headers,
+	// which only a receiver uses, and a 1024-packet history; without them a viewer costs
+	// about a third less memory (docs/bench/fanout.md).
 	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureNackWithOptions(me, ir, nil, nack.ResponderSize(nackHistoryPackets)); err != nil {
-		return nil, fmt.Errorf("transport: webrtc NACK interceptors: %w", err)
+	responder, err := nack.NewResponderInterceptor(nack.ResponderSize(nackHistoryPackets))
+	if err != nil {
+		return nil, fmt.Errorf("transport: webrtc NACK responder: %w", err)
 	}
+	ir.Add(responder)
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return nil, fmt.Errorf("transport: webrtc RTCP reports: %w", err)
 	}

@@ -36,8 +36,9 @@ type Options struct {
 	HTTP   *http.Client                // (http.DefaultClient)
 	// FastICE notices a vanished server within seconds instead of pion's 30 s.
 	FastICE bool
-	// NACK offers generic NACK feedback as browsers do, and turns off SRTP replay
-	// protection so a retransmission of a packet already received reaches OnPacket.
+	// NACK turns off SRTP replay protection, so a retransmission of a packet already
+	// received reaches OnPacket (generic NACK feedback is offered either way, by pion's
+	// default interceptors, as browsers offer it).
 	NACK bool
 	// OnPacket, when set, sees every RTP packet read (from the track's goroutine).
 	OnPacket func(*rtp.Packet)
@@ -51,9 +52,6 @@ func API(o Options) (*webrtc.API, error) {
 	}
 	me := &webrtc.MediaEngine{}
 	for i, c := range caps {
-		if o.NACK {
-			c.RTCPFeedback = append([]webrtc.RTCPFeedback{{Type: "nack"}}, c.RTCPFeedback...)
-		}
 		if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: c, PayloadType: webrtc.PayloadType(110 + i)},
 			webrtc.RTPCodecTypeVideo); err != nil {
 			return nil, err

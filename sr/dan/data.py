@@ -33,7 +33,7 @@ def photo_paths(max_side=2600):
     """Debian-packaged natural photos (opencv-doc examples, Plasma wallpapers): one
     wallpaper size per theme (the largest up to max_side) to keep memory modest.
     $DANSTREAM_PHOTOS, a folder of images, replaces them (a GPU machine without these
-    Debian packages gets the same files copied there by sr.dan.tools.pack_photos)."""
+    Debian packages gets the same files copied there by `python3 -m sr.dan.devpack photos`)."""
     override = os.environ.get("DANSTREAM_PHOTOS")
     if override:
         paths = sorted(p for p in glob.glob(os.path.join(override, "*"))

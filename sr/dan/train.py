@@ -59,7 +59,10 @@ class _Batches(IterableDataset):
             self.ds.rng = random.Random(self.seed * 1009 + w.id + 1)
             np.random.seed((self.seed * 1009 + w.id + 1) % 2 ** 32)
         while True:
-            yield self.ds.batch(self.bs)
+            # uint8 across processes (the values are k/255 anyway): a quarter of the shared
+            # memory and of the host-to-GPU copy; the trainer turns them back into floats.
+            lr, hr = self.ds.batch(self.bs)
+            yield lr.mul(255).round_().to(torch.uint8), hr.mul(255).round_().to(torch.uint8)
 
 
 LOADER_TIMEOUT_S = 300
@@ -72,7 +75,7 @@ def batch_source(ds, batch, seed, workers, pin):
         return lambda: ds.batch(batch)
     # timeout: a loader that stops delivering is an error with a message, not a silent hang.
     it = iter(DataLoader(_Batches(ds, batch, seed), batch_size=None, num_workers=workers,
-                         pin_memory=pin, prefetch_factor=4, persistent_workers=True,
+                         pin_memory=pin, prefetch_factor=2, persistent_workers=True,
                          multiprocessing_context="fork", timeout=LOADER_TIMEOUT_S))
     return lambda: next(it)
 
@@ -228,6 +231,8 @@ def main(argv=None):
             print(f"train: error: [{opt['name']}] data loader: {e} (last checkpoint: {last})", file=sys.stderr, flush=True)
             return 2
         lr_t, hr_t = lr_t.to(dev, non_blocking=True), hr_t.to(dev, non_blocking=True)
+        if lr_t.dtype == torch.uint8:  # from loader workers
+            lr_t, hr_t = lr_t.float().div_(255), hr_t.float().div_(255)
         sp, fo = model(lr_t)
         loss = (fo - hr_t).abs().mean()
         if fw:
