@@ -112,12 +112,23 @@ def _augment(lr, hr, rng):
     return lr, hr
 
 
-def to_tensor(batch):
-    a = np.ascontiguousarray(np.stack(batch)).astype(np.float32) / 255.0
-    return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
+def to_tensor(batch, uint8=False):
+    """HWC uint8 images -> NCHW tensor: float in [0, 1], or uint8 as is (what loader
+    workers hand over: a quarter of the bytes; the trainer divides by 255 on its device)."""
+    a = np.ascontiguousarray(np.stack(batch))
+    t = torch.from_numpy(a if uint8 else a.astype(np.float32) / 255.0)
+    return t.permute(0, 3, 1, 2).contiguous()
 
 
-class SyntheticPatches:
+class PatchSource:
+    """A source of random (LR, HR) uint8 patch pairs: subclasses define sample()."""
+
+    def batch(self, n, uint8=False):
+        pairs = [self.sample() for _ in range(n)]
+        return to_tensor([p[0] for p in pairs], uint8), to_tensor([p[1] for p in pairs], uint8)
+
+
+class SyntheticPatches(PatchSource):
     """Random HR crops of Debian photos, degraded on the fly."""
 
     def __init__(self, scale, tile, degradation: dict, seed=0, paths=None, rescale=(0.5, 1.0)):
@@ -148,10 +159,6 @@ class SyntheticPatches:
         lr = degrade(np.ascontiguousarray(hr), self.scale, self.opt, rng)
         return _augment(lr, hr, rng)
 
-    def batch(self, n):
-        pairs = [self.sample() for _ in range(n)]
-        return to_tensor([p[0] for p in pairs]), to_tensor([p[1] for p in pairs])
-
 
 def city100_ids(split: str):
     if split == "train":
@@ -173,7 +180,7 @@ def city100_pair(i: int, scale: int, root=None):
     return lr, hr
 
 
-class AlignedPatches:
+class AlignedPatches(PatchSource):
     """Random aligned LR/HR crops (with flips and transposes) of real pairs in memory:
     subclasses fill self.pairs with (LR, HR) uint8 RGB arrays, HR = LR x scale."""
 
@@ -188,10 +195,6 @@ class AlignedPatches:
         y = self.rng.randrange(0, lr.shape[0] - t + 1)
         x = self.rng.randrange(0, lr.shape[1] - t + 1)
         return _augment(lr[y:y + t, x:x + t], hr[y * s:(y + t) * s, x * s:(x + t) * s], self.rng)
-
-    def batch(self, n):
-        pairs = [self.sample() for _ in range(n)]
-        return to_tensor([p[0] for p in pairs]), to_tensor([p[1] for p in pairs])
 
 
 class City100Patches(AlignedPatches):

@@ -37,8 +37,9 @@ def pack_city100(dst):
     n = 0
     for i in D.city100_ids("train"):
         lr, hr = D.city100_pair(i, 2)
-        if not (_lr_full(lr).shape[:2] == hr.shape[:2]
-                and (cv2.resize(_lr_full(lr), lr.shape[1::-1], interpolation=cv2.INTER_AREA) == lr).all()):
+        full = _lr_full(lr)
+        if not (full.shape[:2] == hr.shape[:2]
+                and (cv2.resize(full, lr.shape[1::-1], interpolation=cv2.INTER_AREA) == lr).all()):
             raise ValueError(f"City100 pair {i}: packed LR would not round-trip exactly")
         for sub, suffix, img in (("HR", "H", hr), ("LR", "L", lr)):
             bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)

@@ -84,13 +84,12 @@ finish)
       mv "$OUT/runs.tgz.tmp" "$OUT/runs.tgz"; } ||
       echo "pack failed (will retry)" >&2
   }
-  t0=0  # $SECONDS counts from the script's start: the deadline includes the unpacking
-  while :; do
+  while :; do  # $SECONDS counts from the script's start: the deadline includes the unpacking
     # Return what there is before the call's own limit cuts the output off.
     if [ $((SECONDS + ${EVERY:-60} + 20)) -ge "${DEADLINE:-540}" ]; then echo "finish: deadline, runs still going" >&2; break; fi
     sleep "${EVERY:-60}"; pack
     # A heartbeat in the call's output: a stalled run shows at the first minute, not at the end.
-    echo "--- $((SECONDS - t0)) s"; for f in "$W"/logs/*.log; do echo "${f##*/}: $(tail -n 1 "$f")"; done
+    echo "--- $SECONDS s"; for f in "$W"/logs/*.log; do echo "${f##*/}: $(tail -n 1 "$f")"; done
     if [ -f "$W/logs/phase1.done" ] && ! kill -0 $a 2>/dev/null && ! kill -0 $b 2>/dev/null; then break; fi
   done
   pack

@@ -48,18 +48,22 @@ def test_bad_options_are_clear_errors(tmp_path, capsys):
     assert "scale" in capsys.readouterr().err
 
 
-def test_diverged_loss_stops_the_run_without_a_final_checkpoint(tmp_path, capsys, monkeypatch):
+def _wrap_batches(monkeypatch, change):
+    """Make train's data sources pass every batch (lr, hr) through change(lr, hr)."""
     real = train.make_data
 
-    class NaNData:
+    class Wrapped:
         def __init__(self, ds):
             self.ds = ds
 
-        def batch(self, n):
-            lr, hr = self.ds.batch(n)
-            return lr, hr * float("nan")
+        def batch(self, n, **kw):
+            return change(*self.ds.batch(n, **kw))
 
-    monkeypatch.setattr(train, "make_data", lambda *a: NaNData(real(*a)))
+    monkeypatch.setattr(train, "make_data", lambda *a: Wrapped(real(*a)))
+
+
+def test_diverged_loss_stops_the_run_without_a_final_checkpoint(tmp_path, capsys, monkeypatch):
+    _wrap_batches(monkeypatch, lambda lr, hr: (lr, hr * float("nan")))
     out = tmp_path / "nan"
     assert train.main([_opts(tmp_path, "nan"), "--out", str(out)]) == 3
     assert "diverged" in capsys.readouterr().err
@@ -91,18 +95,13 @@ def test_photo_folder_override(tmp_path, monkeypatch):
 
 
 def test_a_stalled_loader_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    real = train.make_data
+    import time
 
-    class Stall:
-        def __init__(self, ds):
-            self.ds = ds
+    def stall(lr, hr):
+        time.sleep(6)
+        return lr, hr
 
-        def batch(self, n):
-            import time
-            time.sleep(6)
-            return self.ds.batch(n)
-
-    monkeypatch.setattr(train, "make_data", lambda *a: Stall(real(*a)))
+    _wrap_batches(monkeypatch, stall)
     monkeypatch.setattr(train, "LOADER_TIMEOUT_S", 1)
     assert train.main([_opts(tmp_path, "stall"), "--out", str(tmp_path / "s"), "--workers", "1"]) == 2
     assert "data loader" in capsys.readouterr().err
