@@ -389,7 +389,7 @@ func TestWHEPRetransmitsANackedPacket(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[uint16]int{}
 	var order []uint16
-	v, err := whepclient.Connect(context.Background(), base, "cam", "", whepclient.Options{NACK: true,
+	v, err := whepclient.Connect(context.Background(), base, "cam", "", whepclient.Options{Retransmits: true,
 		OnPacket: func(p *rtp.Packet) {
 			mu.Lock()
 			seen[p.SequenceNumber]++

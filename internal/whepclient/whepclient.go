@@ -36,10 +36,10 @@ type Options struct {
 	HTTP   *http.Client                // (http.DefaultClient)
 	// FastICE notices a vanished server within seconds instead of pion's 30 s.
 	FastICE bool
-	// NACK turns off SRTP replay protection, so a retransmission of a packet already
-	// received reaches OnPacket (generic NACK feedback is offered either way, by pion's
-	// default interceptors, as browsers offer it).
-	NACK bool
+	// Retransmits turns off SRTP replay protection, so a retransmission of a packet
+	// already received reaches OnPacket (generic NACK feedback is offered either way, by
+	// pion's default interceptors, as browsers offer it).
+	Retransmits bool
 	// OnPacket, when set, sees every RTP packet read (from the track's goroutine).
 	OnPacket func(*rtp.Packet)
 }
@@ -66,7 +66,7 @@ func API(o Options) (*webrtc.API, error) {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	if o.NACK {
+	if o.Retransmits {
 		se.DisableSRTPReplayProtection(true)
 	}
 	if o.FastICE {
@@ -236,21 +236,28 @@ func isKeyframeStart(mime string, payload []byte) bool {
 
 // SendNACK asks the server to send the packets with these sequence numbers again.
 func (v *Viewer) SendNACK(seqs ...uint16) error {
-	for _, r := range v.PC.GetReceivers() {
-		if tr := r.Track(); tr != nil {
-			return v.PC.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{
-				MediaSSRC: uint32(tr.SSRC()), Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)}})
-		}
+	ssrc, ok := v.trackSSRC()
+	if !ok {
+		return fmt.Errorf("no track to NACK yet")
 	}
-	return fmt.Errorf("no track to NACK yet")
+	return v.PC.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)}})
 }
 
 // SendPLI asks the server for a keyframe the way a browser does.
 func (v *Viewer) SendPLI() error {
+	ssrc, ok := v.trackSSRC()
+	if !ok {
+		return nil
+	}
+	return v.PC.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+}
+
+// trackSSRC is the SSRC of the received video track, once there is one.
+func (v *Viewer) trackSSRC() (uint32, bool) {
 	for _, r := range v.PC.GetReceivers() {
 		if tr := r.Track(); tr != nil {
-			return v.PC.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(tr.SSRC())}})
+			return uint32(tr.SSRC()), true
 		}
 	}
-	return nil
+	return 0, false
 }
