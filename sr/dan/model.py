@@ -161,6 +161,35 @@ class DANLite(nn.Module):
         return total
 
 
+def grow_groups(model: "DANLite", groups: int) -> "DANLite":
+    """A DANLite with more residual groups that computes exactly what `model` does: the new
+    groups come after the old ones, their last conv starts at zero (so each adds nothing to
+    its residual), and their frequency fusion blocks start with zero output convs (so each
+    passes the spectrum features through). Training then uses the added capacity from where
+    the smaller network stopped, instead of starting a bigger one from scratch."""
+    old = model.cfg["groups"]
+    if groups < old:
+        raise ValueError(f"grow: the network has {old} groups; it can grow, not shrink to {groups}")
+    if groups == old:
+        return model
+    cfg = dict(model.cfg, groups=groups)
+    cfg.pop("arch")
+    big = DANLite(**cfg)
+    own = big.state_dict()
+    own.update(model.state_dict())  # old keys keep their trained values
+    big.load_state_dict(own)
+    with torch.no_grad():
+        for i in range(old, groups):
+            last = [m for m in big.body[i] if isinstance(m, nn.Conv2d)][-1]
+            last.weight.zero_()
+            last.bias.zero_()
+            blk = big.gb_block[i]
+            for conv in (blk.inject, blk.fu_blocks[0][2], blk.fu_blocks[1][2]):
+                conv.weight.zero_()
+                conv.bias.zero_()
+    return big
+
+
 def build_model(cfg: dict) -> nn.Module:
     """Build a network from an options dict (arch: danlite | swinir_dan)."""
     cfg = dict(cfg)

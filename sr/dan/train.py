@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .checkpoint import read_checkpoint
 from .lora import apply_lora, count_params, merge_lora, set_trainable
-from .model import build_model, load_state_strict
+from .model import build_model, grow_groups, load_state_strict
 from . import data as D
 
 
@@ -127,6 +127,13 @@ def build(opt):
         load_state_strict(model, ck["state"], source=f"init checkpoint {opt['init']!r}")
         with torch.no_grad():
             merge_lora(model)
+        if opt.get("grow"):
+            if mcfg.get("arch", "danlite") != "danlite":
+                raise ValueError("grow: only a danlite network can grow")
+            model = grow_groups(model, int(opt["grow"]["groups"]))
+            mcfg = dict(model.cfg)
+    elif opt.get("grow"):
+        raise ValueError("grow needs 'init': the trained network to grow")
     else:
         model = build_model(mcfg)
     lcfg = opt.get("lora")
@@ -204,11 +211,28 @@ def main(argv=None):
     fw, sw = float(t.get("freq_weight", 1.0)), float(t.get("spatial_weight", 0.0))
     pe, ce = int(t.get("print_every", 25)), int(t.get("ckpt_every", 250))
     next_batch = batch_source(ds, bs, seed + it, a.workers, dev.type == "cuda")
+    # train.ema: an exponential moving average of the weights (decay per iteration), the
+    # usual last-fraction-of-a-dB for PSNR at no inference cost.
+    ema_decay = float(t.get("ema", 0.0))
+    if not 0.0 <= ema_decay < 1.0:
+        print(f"train: error: train.ema must be in [0, 1), got {ema_decay}", file=sys.stderr)
+        return 2
+    ema = None
+    if ema_decay:
+        ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if a.resume and "ema" in ck:
+            ema = {k: v.to(dev) for k, v in ck["ema"].items()}
 
-    def save(path):
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}  # loadable without a GPU
-        torch.save({"model_cfg": mcfg, "lora": lora, "state": state, "optim": optim.state_dict(),
-                    "iter": it, "elapsed": elapsed, "options": opt, "trainable": n_train}, path + ".tmp")
+    def save(path, final=False):
+        cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # loadable without a GPU
+        ck = {"model_cfg": mcfg, "lora": lora, "state": cpu(model.state_dict()), "optim": optim.state_dict(),
+              "iter": it, "elapsed": elapsed, "options": opt, "trainable": n_train}
+        if ema is not None:
+            # final.pth serves the averaged weights; last.pth keeps both so a resume goes on exactly.
+            ck["ema"] = cpu(ema)
+            if final:
+                ck["state"], ck["ema_decay"] = ck.pop("ema"), ema_decay
+        torch.save(ck, path + ".tmp")
         os.replace(path + ".tmp", path)
 
     model.train()
@@ -247,6 +271,12 @@ def main(argv=None):
         loss.backward()
         optim.step()
         it += 1
+        if ema is not None:
+            d = min(ema_decay, (1 + it) / (10 + it))  # early on, follow the weights closely
+            with torch.no_grad():
+                for k, v in model.state_dict().items():
+                    if v.dtype.is_floating_point:
+                        ema[k].mul_(d).add_(v, alpha=1 - d)
         run_loss += loss.item()
         run_n += 1
         if it % pe == 0 or it == 10:
@@ -263,7 +293,7 @@ def main(argv=None):
             save(last)
     save(last)
     final = os.path.join(out, "final.pth")
-    save(final)
+    save(final, final=True)
     print(f"[{opt['name']}] done: {it} iters in {fmt_t(elapsed)} -> {final}", flush=True)
     return 0
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sr.dan.model import DANLite, build_model
+from sr.dan.model import DANLite, build_model, grow_groups
 
 
 @pytest.mark.parametrize("scale", [2, 4])
@@ -43,3 +43,23 @@ def test_wrong_tile_and_scale_are_clear_errors():
         DANLite(scale=2, widht=3)
     with pytest.raises(ValueError, match="unknown arch"):
         build_model({"arch": "nope"})
+
+
+def test_grown_network_computes_what_the_smaller_one_did():
+    torch.manual_seed(0)
+    small = DANLite(scale=2, tile=16, feat=8, groups=2, gb_feat=4, proj=2)
+    with torch.no_grad():  # a "trained" network: every weight non-zero, branch switched on
+        for p in small.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    big = grow_groups(small, 4)
+    assert big.cfg["groups"] == 4 and len(big.body) == 4 and len(big.gb_block) == 4
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        for a, b in zip(small.eval()(x), big.eval()(x)):
+            assert torch.allclose(a, b, atol=1e-6)
+    # the added groups train: their last convs get gradients on the first step
+    big.train()
+    big(x)[1].mean().backward()
+    assert big.body[3][-2].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="shrink"):
+        grow_groups(big, 3)

@@ -123,3 +123,31 @@ def test_an_adapted_checkpoint_starts_a_further_adaptation_stage(tmp_path):
     second = _opts(tmp_path, "a2", mode="adapt", init=a1, model={"arch": "danlite", "scale": 2}, lora=lora,
                    freeze=[r"^conv_first\.", r"^body\.0\."], unfreeze=["lora_"])
     assert train.main([second, "--out", str(tmp_path / "a2")]) == 0
+
+
+def test_grow_and_weight_averaging_stage(tmp_path):
+    pre = str(tmp_path / "pre")
+    assert train.main([_opts(tmp_path, "pre"), "--out", pre]) == 0
+    g = _opts(tmp_path, "g", init=os.path.join(pre, "final.pth"), model={"arch": "danlite", "scale": 2},
+              grow={"groups": 3}, train={"batch": 2, "max_iters": 4, "budget_min": 5, "ckpt_every": 2, "ema": 0.9})
+    out = str(tmp_path / "g")
+    assert train.main([g, "--out", out]) == 0
+    last = torch.load(os.path.join(out, "last.pth"))
+    final = torch.load(os.path.join(out, "final.pth"))
+    assert final["model_cfg"]["groups"] == 3 and final["ema_decay"] == 0.9 and "ema" not in final
+    # final.pth serves the average, last.pth keeps the raw weights and the average for a resume
+    k = "body.2.0.weight"
+    assert torch.equal(final["state"][k], last["ema"][k]) and not torch.equal(final["state"][k], last["state"][k])
+    model, _ = load_model(os.path.join(out, "final.pth"))
+    assert len(model.body) == 3
+    assert train.main([_opts(tmp_path, "g", init=os.path.join(pre, "final.pth"), model={"arch": "danlite", "scale": 2},
+                             grow={"groups": 3}, train={"batch": 2, "max_iters": 6, "budget_min": 5, "ema": 0.9}),
+                       "--out", out, "--resume"]) == 0
+
+
+def test_grow_without_init_and_a_bad_average_are_clear_errors(tmp_path, capsys):
+    assert train.main([_opts(tmp_path, "g", grow={"groups": 3}), "--out", str(tmp_path / "g")]) == 2
+    assert "grow needs 'init'" in capsys.readouterr().err
+    bad = _opts(tmp_path, "e", train={"batch": 2, "max_iters": 2, "budget_min": 5, "ema": 1.5})
+    assert train.main([bad, "--out", str(tmp_path / "e")]) == 2
+    assert "train.ema" in capsys.readouterr().err
