@@ -8,6 +8,9 @@ Modes (options "mode"):
   adapt     DAN adaptation of a pre-trained checkpoint (options "init") on real pairs:
             LoRA on the frozen layers, selective update (freeze/unfreeze regexes)
   scratch   same network, random init, trained on the same real pairs (ablation)
+  "grow": {groups: N} with "init": the init network with residual groups added after its
+            own, each starting as an identity, so the bigger network starts where it stopped
+"train.ema": decay of a weight average (EMA) kept each iteration; final.pth holds it.
 A non-finite loss stops the run at once with exit status 3 and no final.pth.
 Loss: L1(image) + freq_weight * L1(orthonormal FFT, re/im) on the final (frequency-branch)
 output, + spatial_weight * L1 on the spatial output. Adam, cosine learning rate over the
