@@ -220,22 +220,26 @@ def main(argv=None):
     if not 0.0 <= ema_decay < 1.0:
         print(f"train: error: train.ema must be in [0, 1), got {ema_decay}", file=sys.stderr)
         return 2
-    ema = None
+    ema, ema_pairs = None, []
     if ema_decay:
-        ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        sd = model.state_dict()
         if a.resume and "ema" in ck:
             ema = {k: v.to(dev) for k, v in ck["ema"].items()}
+        else:
+            ema = {k: v.detach().clone() for k, v in sd.items()}
+        # state_dict tensors share the parameters' storage: pair them once, not every step.
+        ema_pairs = [(ema[k], v) for k, v in sd.items() if v.dtype.is_floating_point]
 
     def save(path, final=False):
         cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # loadable without a GPU
-        ck = {"model_cfg": mcfg, "lora": lora, "state": cpu(model.state_dict()), "optim": optim.state_dict(),
-              "iter": it, "elapsed": elapsed, "options": opt, "trainable": n_train}
+        saved = {"model_cfg": mcfg, "lora": lora, "state": cpu(model.state_dict()), "optim": optim.state_dict(),
+                 "iter": it, "elapsed": elapsed, "options": opt, "trainable": n_train}
         if ema is not None:
             # final.pth serves the averaged weights; last.pth keeps both so a resume goes on exactly.
-            ck["ema"] = cpu(ema)
+            saved["ema"] = cpu(ema)
             if final:
-                ck["state"], ck["ema_decay"] = ck.pop("ema"), ema_decay
-        torch.save(ck, path + ".tmp")
+                saved["state"], saved["ema_decay"] = saved.pop("ema"), ema_decay
+        torch.save(saved, path + ".tmp")
         os.replace(path + ".tmp", path)
 
     model.train()
@@ -277,9 +281,8 @@ def main(argv=None):
         if ema is not None:
             d = min(ema_decay, (1 + it) / (10 + it))  # early on, follow the weights closely
             with torch.no_grad():
-                for k, v in model.state_dict().items():
-                    if v.dtype.is_floating_point:
-                        ema[k].mul_(d).add_(v, alpha=1 - d)
+                for e, v in ema_pairs:
+                    e.mul_(d).add_(v, alpha=1 - d)
         run_loss += loss.item()
         run_n += 1
         if it % pe == 0 or it == 10:
