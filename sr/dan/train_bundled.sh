@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain the bundled DAN-lite models and the adaptation ablations, then export and evaluate
 # (the commands of sr/models/MODEL_CARD.md). Run from anywhere; needs Debian's python3-torch.
-#   sr/dan/train_bundled.sh [x4|x2|all]   (default all; x4 3x12 + 90 + 123 + 105 + 115 min, x2 10 + 20 + 8 + 118 + 105 + 115 + 8 min of wall time)
+#   sr/dan/train_bundled.sh [x4|x2|all]   (default all; x4 3x12 + 90 + 123 + 105 + 115 min, x2 10 + 20 + 8 + 118 + 105 + 115 + 25 + 100 + 8 min of wall time)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
@@ -23,10 +23,13 @@ if [[ "$what" == all || "$what" == x2 ]]; then
   $PY -m sr.dan.train sr/dan/options/x2_adapt.yml           # 8 min, DAN-P on City100 TRAIN
   $PY -m sr.dan.train sr/dan/options/x2_adapt_long.yml --threads 1  # 118 min, DAN-P
   $PY -m sr.dan.train sr/dan/options/x2_adapt_long2.yml --threads 1  # 105 min, second DAN-P stage
-  $PY -m sr.dan.train sr/dan/options/x2_adapt_grow.yml --threads 1   # 115 min, grown to 5 groups, EMA (bundled)
-  $PY -m sr.dan.export sr/dan/runs/dan_lite_x2_adapt_grow/final.pth sr/models/dan_lite_x2.onnx --name dan-lite-x2 --scale 2
+  $PY -m sr.dan.train sr/dan/options/x2_adapt_grow.yml --threads 1   # 115 min, grown to 5 groups, EMA (dan_lite_x2_fast)
+  $PY -m sr.dan.train sr/dan/options/x2_adapt_grow2.yml --threads 2  # 25 min, grown to 7 groups
+  $PY -m sr.dan.train sr/dan/options/x2_adapt_grow3.yml --threads 2  # 100 min, grown to 9 groups (bundled)
+  $PY -m sr.dan.export sr/dan/runs/dan_lite_x2_adapt_grow3/final.pth sr/models/dan_lite_x2.onnx --name dan-lite-x2 --scale 2
+  $PY -m sr.dan.export sr/dan/runs/dan_lite_x2_adapt_grow/final.pth sr/models/dan_lite_x2_fast.onnx --name dan-lite-x2-fast --scale 2
   $PY -m sr.dan.train sr/dan/options/x2_scratch.yml         # 8 min, ablation (b)
-  for r in dan_lite_x2_pretrain dan_lite_x2_pretrain2 dan_lite_x2_adapt dan_lite_x2_adapt_long dan_lite_x2_adapt_long2 dan_lite_x2_adapt_grow dan_lite_x2_scratch; do
+  for r in dan_lite_x2_pretrain dan_lite_x2_pretrain2 dan_lite_x2_adapt dan_lite_x2_adapt_long dan_lite_x2_adapt_long2 dan_lite_x2_adapt_grow dan_lite_x2_adapt_grow2 dan_lite_x2_adapt_grow3 dan_lite_x2_scratch; do
     $PY -m sr.dan.eval --ckpt sr/dan/runs/$r/final.pth --sets city100_eval_x2
   done
 fi
