@@ -13,7 +13,8 @@ Modes (options "mode"):
 "train.ema": decay of a weight average (EMA) kept each iteration; final.pth holds it.
 A non-finite loss stops the run at once with exit status 3 and no final.pth.
 Loss: L1(image) + freq_weight * L1(orthonormal FFT, re/im) on the final (frequency-branch)
-output, + spatial_weight * L1 on the spatial output. Adam, cosine learning rate over the
+output, + spatial_weight * L1 on the spatial output. "train.pixel_loss: l2" makes the image
+term the mean squared error (the metric PSNR measures), for a short last stage. Adam, cosine learning rate over the
 wall-time budget (or max_iters, whichever ends first). Checkpoints at <out>/last.pth
 (resume with --resume; the elapsed time carries over).
 """
@@ -212,6 +213,10 @@ def main(argv=None):
     warm = int(t.get("warmup", 50))
     bs = int(t.get("batch", 8))
     fw, sw = float(t.get("freq_weight", 1.0)), float(t.get("spatial_weight", 0.0))
+    pixel_loss = t.get("pixel_loss", "l1")
+    if pixel_loss not in ("l1", "l2"):
+        print(f"train: error: train.pixel_loss must be l1 or l2, got {pixel_loss!r}", file=sys.stderr)
+        return 2
     pe, ce = int(t.get("print_every", 25)), int(t.get("ckpt_every", 250))
     next_batch = batch_source(ds, bs, seed + it, a.workers, dev.type == "cuda")
     # train.ema: an exponential moving average of the weights (decay per iteration), the
@@ -264,7 +269,7 @@ def main(argv=None):
         if lr_t.dtype == torch.uint8:  # from loader workers
             lr_t, hr_t = lr_t.float().div_(255), hr_t.float().div_(255)
         sp, fo = model(lr_t)
-        loss = (fo - hr_t).abs().mean()
+        loss = (fo - hr_t).abs().mean() if pixel_loss == "l1" else (fo - hr_t).square().mean()
         if fw:
             loss = loss + fw * freq_l1(fo, hr_t)
         if sw:

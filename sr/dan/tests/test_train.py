@@ -151,3 +151,12 @@ def test_grow_without_init_and_a_bad_average_are_clear_errors(tmp_path, capsys):
     bad = _opts(tmp_path, "e", train={"batch": 2, "max_iters": 2, "budget_min": 5, "ema": 1.5})
     assert train.main([bad, "--out", str(tmp_path / "e")]) == 2
     assert "train.ema" in capsys.readouterr().err
+
+
+def test_l2_pixel_loss_trains_and_a_bad_loss_name_is_a_clear_error(tmp_path, capsys):
+    ok = _opts(tmp_path, "l2", train={"batch": 2, "max_iters": 2, "budget_min": 5, "pixel_loss": "l2", "freq_weight": 0})
+    assert train.main([ok, "--out", str(tmp_path / "l2")]) == 0
+    assert (tmp_path / "l2" / "final.pth").exists()
+    bad = _opts(tmp_path, "l3", train={"batch": 2, "max_iters": 2, "budget_min": 5, "pixel_loss": "l3"})
+    assert train.main([bad, "--out", str(tmp_path / "l3")]) == 2
+    assert "train.pixel_loss" in capsys.readouterr().err
