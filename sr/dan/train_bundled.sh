@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain the bundled DAN-lite models and the adaptation ablations, then export and evaluate
 # (the commands of sr/models/MODEL_CARD.md). Run from anywhere; needs Debian's python3-torch.
-#   sr/dan/train_bundled.sh [x4|x2|all]   (default all; x4 3x12 + 90 + 123 + 105 + 115 min, x2 10 + 20 + 8 + 118 + 105 + 115 + 25 + 100 + 8 min of wall time)
+#   sr/dan/train_bundled.sh [x4|x2|all]   (default all; x4 3x12 + 90 + 123 + 105 + 115 + 115 min, x2 10 + 20 + 8 + 118 + 105 + 115 + 25 + 100 + 8 min of wall time)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
@@ -13,9 +13,12 @@ if [[ "$what" == all || "$what" == x4 ]]; then
   $PY -m sr.dan.train sr/dan/options/x4_pretrain_cont3.yml  # 90 min, warm start
   $PY -m sr.dan.train sr/dan/options/x4_pretrain_cont4.yml --threads 1  # 123 min, warm start
   $PY -m sr.dan.train sr/dan/options/x4_pretrain_cont5.yml --threads 1  # 105 min, warm start
-  $PY -m sr.dan.train sr/dan/options/x4_pretrain_grow.yml --threads 1   # 115 min, grown to 4 groups, EMA (bundled)
-  $PY -m sr.dan.export sr/dan/runs/dan_lite_x4_grow/final.pth sr/models/dan_lite_x4.onnx --name dan-lite-x4 --scale 4
-  $PY -m sr.dan.eval --ckpt sr/dan/runs/dan_lite_x4_grow/final.pth --sets set5_x4,set14_x4,bsd100_x4
+  $PY -m sr.dan.train sr/dan/options/x4_pretrain_grow.yml --threads 1   # 115 min, grown to 4 groups, EMA
+  $PY -m sr.dan.train sr/dan/options/x4_pretrain_grow2.yml --threads 2  # 115 min, grown to 5 groups, EMA (bundled)
+  $PY -m sr.dan.export sr/dan/runs/dan_lite_x4_grow2/final.pth sr/models/dan_lite_x4.onnx --name dan-lite-x4 --scale 4
+  for r in dan_lite_x4_grow dan_lite_x4_grow2; do
+    $PY -m sr.dan.eval --ckpt sr/dan/runs/$r/final.pth --sets set5_x4,set14_x4,bsd100_x4
+  done
 fi
 if [[ "$what" == all || "$what" == x2 ]]; then
   $PY -m sr.dan.train sr/dan/options/x2_pretrain.yml        # 10 min, synthetic, backbone only
