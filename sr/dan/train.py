@@ -14,9 +14,9 @@ Modes (options "mode"):
 A non-finite loss stops the run at once with exit status 3 and no final.pth.
 Loss: L1(image) + freq_weight * L1(orthonormal FFT, re/im) on the final (frequency-branch)
 output, + spatial_weight * L1 on the spatial output. "train.pixel_loss: l2" makes the image
-term the mean squared error (the metric PSNR measures), for a short last stage. Adam, cosine learning rate over the
-wall-time budget (or max_iters, whichever ends first). Checkpoints at <out>/last.pth
-(resume with --resume; the elapsed time carries over).
+term the mean squared error (the metric PSNR measures), for a short last stage. Adam, cosine
+learning rate over the wall-time budget (or max_iters, whichever ends first). Checkpoints at
+<out>/last.pth (resume with --resume; the elapsed time carries over).
 """
 import argparse
 import math

@@ -153,10 +153,17 @@ def test_grow_without_init_and_a_bad_average_are_clear_errors(tmp_path, capsys):
     assert "train.ema" in capsys.readouterr().err
 
 
-def test_l2_pixel_loss_trains_and_a_bad_loss_name_is_a_clear_error(tmp_path, capsys):
-    ok = _opts(tmp_path, "l2", train={"batch": 2, "max_iters": 2, "budget_min": 5, "pixel_loss": "l2", "freq_weight": 0})
-    assert train.main([ok, "--out", str(tmp_path / "l2")]) == 0
-    assert (tmp_path / "l2" / "final.pth").exists()
+def test_l2_pixel_loss_trains_on_the_squared_error_and_a_bad_loss_name_is_a_clear_error(tmp_path, capsys):
+    first = {}
+    for kind in ("l1", "l2"):
+        o = _opts(tmp_path, kind, train={"batch": 2, "max_iters": 1, "budget_min": 5, "print_every": 1,
+                                         "seed": 5, "pixel_loss": kind, "freq_weight": 0})
+        assert train.main([o, "--out", str(tmp_path / kind)]) == 0
+        assert (tmp_path / kind / "final.pth").exists()
+        line = [l for l in capsys.readouterr().out.splitlines() if " it 1 loss " in l][0]
+        first[kind] = float(line.split(" loss ")[1].split()[0])
+    # same seed, same first batch and weights: pixel errors are below 1, so their square is smaller
+    assert 0 < first["l2"] < first["l1"]
     bad = _opts(tmp_path, "l3", train={"batch": 2, "max_iters": 2, "budget_min": 5, "pixel_loss": "l3"})
     assert train.main([bad, "--out", str(tmp_path / "l3")]) == 2
     assert "train.pixel_loss" in capsys.readouterr().err
