@@ -1,5 +1,6 @@
 """Checkpoint files: {"model_cfg", "lora", "state", ...} written by train.py."""
 import os
+import pickle
 
 import torch
 
@@ -11,7 +12,14 @@ def read_checkpoint(path: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} not found")
     try:
-        ck = torch.load(path, map_location="cpu")
+        # weights_only: a checkpoint is data, never code. torch 1.13's restricted loader cannot
+        # read floats (our options and step counts), so there, and only there, the full one.
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            if int(torch.__version__.split(".")[0]) >= 2:
+                raise
+            ck = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # truncated / not a torch file
         raise ValueError(f"checkpoint {path!r} is corrupt or not a PyTorch file: {e}") from e
     if not isinstance(ck, dict) or "state" not in ck or "model_cfg" not in ck:
