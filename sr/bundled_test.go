@@ -1,24 +1,29 @@
 package sr
 
 import (
-	"fmt"
 	"math"
+	"path/filepath"
 	"testing"
 
 	"github.com/danstream/danstream/frame"
 )
 
 // TestBundledModels_FollowContractAndTileConsistently loads each bundled DAN
-// model that is present, and reports how much its output depends on where the
-// tile grid falls: the frame is upscaled as is and shifted by half a tile
-// stride, and the common part compared. DAN's FFT is global per tile, so this
-// (not a whole-image run, which a fixed-tile model cannot do) is its seam figure.
+// model that is present (the defaults and the smaller _fast files), and reports
+// how much its output depends on where the tile grid falls: the frame is
+// upscaled as is and shifted by half a tile stride, and the common part
+// compared. DAN's FFT is global per tile, so this (not a whole-image run, which
+// a fixed-tile model cannot do) is its seam figure.
 func TestBundledModels_FollowContractAndTileConsistently(t *testing.T) {
-	for _, s := range []int{2, 4} {
-		t.Run(fmt.Sprintf("x%d", s), func(t *testing.T) {
-			path, err := DefaultModelPath(s)
-			if err != nil {
-				t.Skipf("bundled model not present: %v", err)
+	for _, tc := range []struct {
+		file string
+		s    int
+	}{{"dan_lite_x2.onnx", 2}, {"dan_lite_x2_fast.onnx", 2}, {"dan_lite_x4.onnx", 4}, {"dan_lite_x4_fast.onnx", 4}} {
+		s := tc.s
+		t.Run(tc.file, func(t *testing.T) {
+			path, _ := FindAsset(filepath.Join("sr", "models", tc.file))
+			if path == "" {
+				t.Skipf("bundled model %s not present", tc.file)
 			}
 			u := load(t, path, ModelOptions{})
 			if u.Scale() != s {

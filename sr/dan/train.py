@@ -153,6 +153,9 @@ def main(argv=None):
     ap.add_argument("options")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
     ap.add_argument("--budget-min", type=float, help="override train.budget_min")
+    ap.add_argument("--max-iters", type=int,
+                    help="override train.max_iters; the schedule then follows the iteration count, not the "
+                         "wall-time budget (reproduce a GPU stage's iterations on a slower machine)")
     ap.add_argument("--out", help="override the output folder")
     ap.add_argument("--seed", type=int, help="override train.seed (a second run of the same recipe)")
     ap.add_argument("--threads", type=int, default=0,
@@ -171,6 +174,10 @@ def main(argv=None):
     try:
         opt = load_options(a.options)
         t = opt["train"]
+        if a.max_iters is not None:
+            if a.max_iters < 1:
+                raise ValueError(f"--max-iters must be at least 1, got {a.max_iters}")
+            t["max_iters"], t["budget_min"] = a.max_iters, 10 ** 9
         if a.budget_min is not None:
             t["budget_min"] = a.budget_min
         if a.seed is not None:

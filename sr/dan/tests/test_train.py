@@ -167,3 +167,13 @@ def test_l2_pixel_loss_trains_on_the_squared_error_and_a_bad_loss_name_is_a_clea
     bad = _opts(tmp_path, "l3", train={"batch": 2, "max_iters": 2, "budget_min": 5, "pixel_loss": "l3"})
     assert train.main([bad, "--out", str(tmp_path / "l3")]) == 2
     assert "train.pixel_loss" in capsys.readouterr().err
+
+
+def test_max_iters_flag_replaces_the_wall_time_budget(tmp_path, capsys):
+    # A budget of ~0 s would stop the run at once; --max-iters makes the iteration count rule.
+    o = _opts(tmp_path, "mi", train={"batch": 2, "budget_min": 1e-9, "print_every": 1, "ckpt_every": 100})
+    assert train.main([o, "--out", str(tmp_path / "mi"), "--max-iters", "3"]) == 0
+    ck = torch.load(str(tmp_path / "mi" / "final.pth"), map_location="cpu")
+    assert ck["iter"] == 3
+    assert train.main([o, "--out", str(tmp_path / "mi0"), "--max-iters", "0"]) == 2
+    assert "--max-iters" in capsys.readouterr().err
