@@ -47,6 +47,7 @@ func run() error {
 	threads := flag.Int("threads", 2, "intra-op threads")
 	iters := flag.Int("iters", 30, "timed runs")
 	spin := flag.Bool("spin", true, "let ORT's intra-op threads spin while waiting (its default)")
+	profile := flag.String("profile", "", "write ORT's per-node profile (JSON) with this file prefix")
 	flag.Parse()
 	ort.SetSharedLibraryPath(*lib)
 	if err := ort.InitializeEnvironment(); err != nil {
@@ -87,6 +88,11 @@ func run() error {
 	if !*spin {
 		// On a CPU shared with other work, spinning threads wait for descheduled peers.
 		if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+			return err
+		}
+	}
+	if *profile != "" {
+		if err := so.EnableProfiling(*profile); err != nil {
 			return err
 		}
 	}
