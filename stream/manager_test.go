@@ -171,3 +171,15 @@ func TestWriteMetricsExposesPerStreamAndProcessSeries(t *testing.T) {
 		t.Error("frames_total is 0 for a running stream")
 	}
 }
+
+// A config written for the repository root (model: sr/models/...) must also work when the
+// binary runs elsewhere; go test runs in stream/, where that path is not relative to cwd.
+func TestRepositoryRelativeModelPathIsFoundFromAnotherDirectory(t *testing.T) {
+	sc := testStream("synthetic:32x32@20")
+	sc.Model = "sr/testdata/nearest_x4.onnx"
+	if _, err := os.Stat(sc.Model); err == nil {
+		t.Fatal("test premise: the path must not exist relative to the working directory")
+	}
+	m := startManager(t, Config{Streams: map[string]StreamConfig{"rel": sc}})
+	waitFor(t, "the stream with a repository-relative model to run", func() bool { return stateOf(m, "rel") == StateRunning })
+}

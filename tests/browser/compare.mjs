@@ -114,16 +114,18 @@ try {
     await page.screenshot({ path: zoomShot });
     result.zoom = await page.evaluate(() => ({ zoom: window.danstreamPlayer.zoom, minimap: !document.getElementById('minimap').hidden }));
   }
-  // Wheel zooms, a double-click resets.
+  // Wheel zooms, a double-click resets. The point is on the picture right of the divider:
+  // the stats panel (top left, as wide as its longest line) and the minimap (bottom right)
+  // are controls of their own, not the picture.
   {
     const b = await page.locator('#viewport').boundingBox();
-    await page.mouse.move(b.x + b.width * 0.3, b.y + b.height * 0.3);
-    await page.mouse.dblclick(b.x + b.width * 0.3, b.y + b.height * 0.3);
+    await page.mouse.move(b.x + b.width * 0.7, b.y + b.height * 0.3);
+    await page.mouse.dblclick(b.x + b.width * 0.7, b.y + b.height * 0.3);
     const z0 = await page.evaluate(() => window.danstreamPlayer.zoom);
     await page.mouse.wheel(0, -400);
     await page.waitForTimeout(300);
     const z1 = await page.evaluate(() => window.danstreamPlayer.zoom);
-    await page.mouse.dblclick(b.x + b.width * 0.3, b.y + b.height * 0.3);
+    await page.mouse.dblclick(b.x + b.width * 0.7, b.y + b.height * 0.3);
     const z2 = await page.evaluate(() => window.danstreamPlayer.zoom);
     result.wheel = { reset: z0, wheel: z1, dblclick: z2 };
   }
