@@ -12,8 +12,9 @@ def read_checkpoint(path: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} not found")
     try:
-        # weights_only: a checkpoint is data, never code. torch 1.13's restricted loader cannot
-        # read floats (our options and step counts), so there, and only there, the full one.
+        # weights_only on torch >= 2: a checkpoint is loaded as data, never code. torch 1.13's
+        # restricted loader cannot read floats (our options and step counts), so there every
+        # file falls back to full unpickling: on Debian's torch, load only checkpoints you trust.
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:

@@ -10,7 +10,7 @@
 # Every minute the runs' checkpoints (final.pth, else last.pth) and logs are packed into
 # $OUT/runs.tgz, so a call cut off at its limit still returns the latest; the script ends itself
 # before $DEADLINE s (budgets are capped to fit). No pipe after it: a cut-off call loses a pipe.
-# DEV=cpu DEADLINE=150 WORKERS=1 is a dry run of the whole flow on a CPU machine.
+# DEV=cpu DEADLINE=200 WORKERS=1 is a dry run of the whole flow on a CPU machine.
 set -uo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 W=${WORK:-/tmp/dangpu}
@@ -21,7 +21,9 @@ WORKERS=${WORKERS:-6}
 SETTLE=${SETTLE:-120}
 DEADLINE=${DEADLINE:-540}
 [ $# -gt 0 ] || { echo "usage: $0 OPTIONS.yml..." >&2; exit 2; }
-set -- $(realpath "$@")  # the runs start in a copy of the code
+opts=()  # absolute: the runs start in a copy of the code
+for o in "$@"; do opts+=("$(realpath "$o")"); done
+set -- "${opts[@]}"
 export PYTHONUNBUFFERED=1 DANSTREAM_PHOTOS=$REPO/.devdata/photos
 [ -d "$DANSTREAM_PHOTOS" ] || { echo "no $DANSTREAM_PHOTOS: pack it with sr.dan.devpack photos and carry it" >&2; exit 2; }
 
@@ -36,13 +38,23 @@ launch() {  # options-file workers: start one run; its budget is capped to end b
   local opt=$1 workers=$2 name budget cap
   name=$(sed -n 's/^name: *//p' "$opt")
   budget=$(sed -n 's/.*budget_min: *\([0-9.]*\).*/\1/p' "$opt")
-  cap=$(awk -v d="$DEADLINE" -v s="$SECONDS" 'BEGIN{printf "%.2f", (d - s - 75) / 60}')
+  # 100 s kept back: data loading and CUDA start before the budget counts, then the last pack.
+  cap=$(awk -v d="$DEADLINE" -v s="$SECONDS" 'BEGIN{printf "%.2f", (d - s - 100) / 60}')
+  if awk -v c="$cap" 'BEGIN{exit !(c < 1)}'; then
+    echo "launch $name: skipped, under a minute of training left before the deadline" | tee -a "$W/logs/$name.log"
+    return 1
+  fi
   budget=$(awk -v b="$budget" -v c="$cap" 'BEGIN{print (b < c ? b : c)}')
   echo "launch $name: workers=$workers budget=${budget} min"
   # --threads 2: the GPU does the maths; more OpenMP threads would fight the loader workers.
   (cd "$W/code" && exec $PY -m sr.dan.train "$opt" --device "$DEV" --workers "$workers" --threads 2 \
      --budget-min "$budget") >>"$W/logs/$name.log" 2>&1 &
   PID[$opt]=$! WK[$opt]=$workers T0[$opt]=$SECONDS NAME[$opt]=$name
+}
+
+stop_run() {  # the run and its loader workers (its children), nothing else
+  pkill -P "${PID[$1]}" 2>/dev/null; kill "${PID[$1]}" 2>/dev/null; sleep 2
+  pkill -9 -P "${PID[$1]}" 2>/dev/null; kill -9 "${PID[$1]}" 2>/dev/null
 }
 
 pack() {
@@ -59,7 +71,7 @@ pack() {
 }
 
 for d in "$W"/code/sr/dan/runs/*/; do touch "$d/.init"; done  # carried inits are not results
-for opt in "$@"; do launch "$opt" "$WORKERS"; done
+for opt in "$@"; do launch "$opt" "$WORKERS" || { echo "DEADLINE=$DEADLINE leaves no time to train" >&2; exit 2; }; done
 last_pack=$SECONDS
 while :; do
   sleep 5
@@ -69,9 +81,9 @@ while :; do
     log="$W/logs/${NAME[$opt]}.log"
     if [ "${WK[$opt]}" -gt 0 ] && [ $((SECONDS - T0[$opt])) -ge "$SETTLE" ] && ! grep -qE " it 10 " "$log"; then
       echo "${NAME[$opt]}: no 10th iteration after $SETTLE s with ${WK[$opt]} loader workers: restarting without workers" | tee -a "$log"
-      kill -- "${PID[$opt]}" 2>/dev/null; pkill -f -- "$opt" 2>/dev/null; sleep 2
+      stop_run "$opt"
       rm -rf "$W/code/sr/dan/runs/${NAME[$opt]}"
-      launch "$opt" 0
+      launch "$opt" 0 || WK[$opt]=0
     fi
   done
   if [ $((SECONDS - last_pack)) -ge 60 ]; then
@@ -80,7 +92,9 @@ while :; do
     echo "--- $SECONDS s"; for f in "$W"/logs/*.log; do echo "${f##*/}: $(tail -n 1 "$f")"; done
   fi
   [ $alive = 0 ] && break
-  [ $((SECONDS + 25)) -ge "$DEADLINE" ] && { echo "deadline: runs still going" >&2; break; }
+  [ $((SECONDS + 25)) -ge "$DEADLINE" ] && { echo "deadline: runs still going, stopped" >&2; break; }
 done
 pack
+# A run still going at the deadline must not outlive the call on a machine held by the session.
+for opt in "$@"; do kill -0 "${PID[$opt]}" 2>/dev/null && stop_run "$opt"; done
 for f in "$W"/logs/*.log; do echo "== ${f##*/}"; grep -E "params=| it [0-9]*000 | done: |error" "$f" | tail -n 12; done

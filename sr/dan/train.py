@@ -215,6 +215,9 @@ def main(argv=None):
     print(f"[{opt['name']}] device={dev} workers={a.workers} mode={opt['mode']} params={total} trainable={n_train} "
           f"({100.0 * n_train / total:.1f}%) lora={lora} macs/LRpx={model.macs_per_lr_pixel()}", flush=True)
     budget = float(t.get("budget_min", 10)) * 60
+    if not budget > 0:
+        print(f"train: error: train.budget_min must be positive, got {t.get('budget_min')}", file=sys.stderr)
+        return 2
     max_iters = int(t.get("max_iters", 10 ** 7))
     lr0, lr_min = float(t.get("lr", 1e-3)), float(t.get("lr_min", 1e-5))
     warm = int(t.get("warmup", 50))

@@ -177,3 +177,10 @@ def test_max_iters_flag_replaces_the_wall_time_budget(tmp_path, capsys):
     assert ck["iter"] == 3
     assert train.main([o, "--out", str(tmp_path / "mi0"), "--max-iters", "0"]) == 2
     assert "--max-iters" in capsys.readouterr().err
+
+
+def test_non_positive_budget_is_a_clear_error(tmp_path, capsys):
+    for b in (0, -1):
+        o = _opts(tmp_path, f"b{b}", train={"batch": 2, "max_iters": 2, "budget_min": b})
+        assert train.main([o, "--out", str(tmp_path / f"b{b}")]) == 2
+        assert "budget_min must be positive" in capsys.readouterr().err
