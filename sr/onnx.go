@@ -77,10 +77,18 @@ type ioPair struct {
 
 // LoadModel opens a danstream model file, validates it against the contract and
 // starts an ONNX Runtime session on the requested provider. A GPU provider that
-// cannot start falls back to CPU with one log line saying why.
+// cannot start falls back to CPU with one log line saying why. A relative path
+// missing from the working directory is looked up as FindAsset does, so a
+// repository-relative model (sr/models/...) in a config, the swap API or --model
+// is found from anywhere, as the bundled defaults are.
 func LoadModel(path string, opts ModelOptions) (*ONNXUpscaler, error) {
 	if err := InitRuntime(opts.LibPath); err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(path); err != nil { // as named when it is there (status, adapt's base)
+		if p, _ := FindAsset(path); p != "" {
+			path = p
+		}
 	}
 	info, err := ReadModelInfo(path)
 	if err != nil {

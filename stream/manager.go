@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"reflect"
 	"sort"
 	"sync"
@@ -80,12 +79,6 @@ func buildStream(name string, sc StreamConfig, log *slog.Logger) (*managed, erro
 			return nil, err
 		}
 		path = p
-	} else if _, err := os.Stat(path); err != nil {
-		// A repository-relative model (sr/models/...) is found from any working directory,
-		// as the scale's default is.
-		if p, _ := sr.FindAsset(path); p != "" {
-			path = p
-		}
 	}
 	up, err := sr.LoadModel(path, sr.ModelOptions{
 		Provider: sc.Provider, Threads: sc.Threads, Cache: sc.CacheEnabled(), Logger: log.With("stream", name),

@@ -59,18 +59,15 @@ stop_run() {  # the run and its loader workers (its children), nothing else
 
 pack() {
   local files=() d
-  for d in "$W"/code/sr/dan/runs/*/; do
-    d=${d%/}
-    [ -f "$d/.init" ] && continue
-    if [ -f "$d/final.pth" ]; then files+=("${d##*/}/final.pth")
-    elif [ -f "$d/last.pth" ]; then files+=("${d##*/}/last.pth"); fi
+  for d in "${NAME[@]}"; do  # the runs' own folders, not the carried inits
+    if [ -f "$W/code/sr/dan/runs/$d/final.pth" ]; then files+=("$d/final.pth")
+    elif [ -f "$W/code/sr/dan/runs/$d/last.pth" ]; then files+=("$d/last.pth"); fi
   done
   [ ${#files[@]} -gt 0 ] && files=(-C "$W/code/sr/dan/runs" "${files[@]}")
   { tar czf "$OUT/runs.tgz.tmp" --warning=no-file-changed -C "$W" logs "${files[@]}"; [ $? -le 1 ] &&
     mv "$OUT/runs.tgz.tmp" "$OUT/runs.tgz"; } || echo "pack failed (will retry)" >&2
 }
 
-for d in "$W"/code/sr/dan/runs/*/; do touch "$d/.init"; done  # carried inits are not results
 for opt in "$@"; do launch "$opt" "$WORKERS" || { echo "DEADLINE=$DEADLINE leaves no time to train" >&2; exit 2; }; done
 last_pack=$SECONDS
 while :; do
