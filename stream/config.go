@@ -1,13 +1,13 @@
 package stream
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -54,6 +54,18 @@ type UserConfig struct {
 
 // Enabled reports whether any credential is configured.
 func (a AuthConfig) Enabled() bool { return len(a.Tokens)+len(a.Users) > 0 }
+
+// Rules turns the credentials into the transport's checker input.
+func (a AuthConfig) Rules() []transport.AuthRule {
+	var out []transport.AuthRule
+	for _, t := range a.Tokens {
+		out = append(out, transport.AuthRule{Token: t.Token, Read: t.Read, Admin: t.Admin})
+	}
+	for _, u := range a.Users {
+		out = append(out, transport.AuthRule{User: u.User, Pass: u.Pass, Read: u.Read, Admin: u.Admin})
+	}
+	return out
+}
 
 // TLSConfig serves HTTP (pages, API, WHEP) over TLS from PEM files.
 type TLSConfig struct {
@@ -172,40 +184,174 @@ func ValidateStream(name string, s StreamConfig) (StreamConfig, error) {
 	return c.Streams[name], nil
 }
 
-// ParseConfig expands ${VAR} and ${VAR:-default} from the environment, decodes
-// strictly (unknown keys are errors) and validates. Errors name the key and line.
+// ParseConfig decodes strictly (unknown keys are errors), substitutes ${VAR}
+// and ${VAR:-default} from the environment and validates. Errors name the key
+// and line.
+//
+// The environment is substituted inside the scalars of the parsed tree, not
+// in the text: a value is data whatever it holds (#, quotes, ": ", newlines,
+// backslash escapes), so it cannot add keys, cut a URL at '#' or turn a
+// read-only token into an admin one.
 func ParseConfig(data []byte) (Config, error) {
-	var missing []string
-	expanded := envRE.ReplaceAllFunc(data, func(m []byte) []byte {
-		sub := envRE.FindSubmatch(m)
-		if v, ok := os.LookupEnv(string(sub[1])); ok {
-			return []byte(v)
-		}
-		if bytes.Contains(m, []byte(":-")) {
-			return sub[2]
-		}
-		missing = append(missing, string(sub[1]))
-		return nil
-	})
-	if len(missing) > 0 {
-		return Config{}, fmt.Errorf("environment variable(s) not set: %s", strings.Join(missing, ", "))
-	}
-
+	text, refs := markEnvRefs(data)
 	var root yaml.Node
-	if err := yaml.Unmarshal(expanded, &root); err != nil {
+	if err := yaml.Unmarshal(text, &root); err != nil {
 		return Config{}, err
 	}
 	var cfg Config
-	dec := yaml.NewDecoder(bytes.NewReader(expanded))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // io.EOF: empty file, all defaults
-		return Config{}, err
+	if root.Kind != 0 { // 0: an empty file, all defaults
+		if err := expandEnv(&root, refs); err != nil {
+			return Config{}, err
+		}
+		if err := knownKeys(&root, reflect.TypeOf(cfg)); err != nil {
+			return Config{}, err
+		}
+		if err := root.Decode(&cfg); err != nil {
+			return Config{}, err
+		}
 	}
 	cfg.applyDefaults()
 	if err := cfg.validate(lineFinder(&root)); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// envRefs maps the placeholders markEnvRefs put in the text to the ${...}
+// references they stand for.
+type envRefs struct {
+	re   *regexp.Regexp // matches a placeholder, group 1 its index
+	refs []string
+}
+
+// markEnvRefs replaces each ${...} in the text by a placeholder of letters,
+// digits and '_' that parses the same in every YAML context: "${X}" itself
+// would end a flow mapping at its '}' ({token: ${X}}). The nonce keeps a
+// placeholder from matching text the file already holds.
+func markEnvRefs(data []byte) ([]byte, envRefs) {
+	prefix := fmt.Sprintf("_dsenv%016x_", rand.Uint64())
+	e := envRefs{re: regexp.MustCompile(prefix + `([0-9]+)_`)}
+	text := envRE.ReplaceAllFunc(data, func(m []byte) []byte {
+		e.refs = append(e.refs, string(m))
+		return []byte(prefix + strconv.Itoa(len(e.refs)-1) + "_")
+	})
+	return text, e
+}
+
+// expandEnv substitutes the environment in every scalar (keys too, where a
+// stream name may come from it). A plain (unquoted) scalar is typed again
+// from its new text, so "scale: ${SCALE}" still gives an int; a quoted one
+// stays a string.
+func expandEnv(root *yaml.Node, e envRefs) error {
+	var missing []string
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		switch n.Kind {
+		case yaml.DocumentNode, yaml.SequenceNode, yaml.MappingNode:
+			for _, c := range n.Content {
+				walk(c)
+			}
+		case yaml.ScalarNode:
+			changed := false
+			n.Value = e.re.ReplaceAllStringFunc(n.Value, func(m string) string {
+				i, _ := strconv.Atoi(e.re.FindStringSubmatch(m)[1])
+				if i >= len(e.refs) {
+					return m
+				}
+				changed = true
+				sub := envRE.FindStringSubmatch(e.refs[i])
+				if v, ok := os.LookupEnv(sub[1]); ok {
+					return v
+				}
+				if strings.Contains(e.refs[i], ":-") {
+					return sub[2]
+				}
+				missing = append(missing, sub[1])
+				return ""
+			})
+			if changed && n.Style&(yaml.TaggedStyle|yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+				n.Tag = "" // resolve int/bool/... from the substituted text
+			}
+		}
+		// Aliases point at a node visited where its anchor is.
+	}
+	walk(root)
+	if len(missing) > 0 {
+		return fmt.Errorf("environment variable(s) not set: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// knownKeys reports mapping keys that no field of the target type takes, with
+// their lines, as yaml.v3's Decoder.KnownFields does. Hand-written because
+// yaml.v3 offers that check only when decoding text, and the environment is
+// substituted in the parsed tree (Node.Decode has no strict mode).
+func knownKeys(root *yaml.Node, t reflect.Type) error {
+	var errs []string
+	type visit struct {
+		n *yaml.Node
+		t reflect.Type
+	}
+	seen := map[visit]bool{} // aliases can share a node: check each (node, type) once
+	var walk func(n *yaml.Node, t reflect.Type)
+	walk = func(n *yaml.Node, t reflect.Type) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			n = n.Alias
+		}
+		if seen[visit{n, t}] {
+			return
+		}
+		seen[visit{n, t}] = true
+		switch {
+		case n.Kind == yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, t)
+			}
+		case n.Kind == yaml.SequenceNode && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
+			for _, c := range n.Content {
+				walk(c, t.Elem())
+			}
+		case n.Kind == yaml.MappingNode && t.Kind() == reflect.Map:
+			for i := 1; i < len(n.Content); i += 2 {
+				walk(n.Content[i], t.Elem())
+			}
+		case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+			fields := map[string]reflect.Type{}
+			for i := 0; i < t.NumField(); i++ {
+				f := t.Field(i)
+				name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+				if name == "-" || !f.IsExported() {
+					continue
+				}
+				if name == "" {
+					name = strings.ToLower(f.Name)
+				}
+				fields[name] = f.Type
+			}
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				if k.Value == "<<" { // merge key: its values land in this struct
+					walk(n.Content[i+1], t)
+					continue
+				}
+				ft, ok := fields[k.Value]
+				if !ok {
+					errs = append(errs, fmt.Sprintf("line %d: field %s not found in type %s", k.Line, k.Value, t))
+					continue
+				}
+				walk(n.Content[i+1], ft)
+			}
+		}
+		// Other shapes are type errors that Decode reports with their line.
+	}
+	walk(root, t)
+	if len(errs) > 0 {
+		return errors.New("yaml: unmarshal errors:\n  " + strings.Join(errs, "\n  "))
+	}
+	return nil
 }
 
 func (c *Config) applyDefaults() {

@@ -43,7 +43,7 @@ func runServe(ctx context.Context, args []string) error {
 	if err := cfg.CheckExposure(); err != nil {
 		return fmt.Errorf("config %s: %w", *cfgPath, err)
 	}
-	authz := transport.NewAuth(authRules(cfg.Auth))
+	authz := transport.NewAuth(cfg.Auth.Rules())
 	var tlsCfg *tls.Config
 	if cfg.TLS.Cert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
@@ -77,7 +77,7 @@ func runServe(ctx context.Context, args []string) error {
 			if err := c.CheckExposure(); err != nil {
 				return err
 			}
-			authz.Set(authRules(c.Auth))
+			authz.Set(c.Auth.Rules())
 			return nil
 		}
 		g.Go(func() error { stream.WatchConfig(ctx, *cfgPath, *reload, mgr, slog.Default(), reloadAuth); return nil })
@@ -98,16 +98,4 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	slog.Info("stopped")
 	return nil
-}
-
-// authRules turns the config's credentials into the transport's checker input.
-func authRules(a stream.AuthConfig) []transport.AuthRule {
-	var out []transport.AuthRule
-	for _, t := range a.Tokens {
-		out = append(out, transport.AuthRule{Token: t.Token, Read: t.Read, Admin: t.Admin})
-	}
-	for _, u := range a.Users {
-		out = append(out, transport.AuthRule{User: u.User, Pass: u.Pass, Read: u.Read, Admin: u.Admin})
-	}
-	return out
 }
