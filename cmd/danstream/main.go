@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/danstream/danstream/sr/offline"
 )
 
 // command is one subcommand; each lives in its own file and registers itself in init.
@@ -25,8 +27,8 @@ type command struct {
 
 var commands = map[string]command{}
 
-// errUsage marks a command-line mistake: the message is printed without a stack of context.
-var errUsage = errors.New("usage")
+// errUsage marks a command-line mistake (exit status 2); the packages behind the commands return it too.
+var errUsage = offline.ErrUsage
 
 func main() {
 	limitMallocArenas()

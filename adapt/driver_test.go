@@ -1,4 +1,4 @@
-package main
+package adapt_test
 
 import (
 	"context"
@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/danstream/danstream/adapt"
 	"github.com/danstream/danstream/internal/rtsptest"
 	"github.com/danstream/danstream/sr"
+	"github.com/danstream/danstream/sr/offline"
 	"github.com/danstream/danstream/stream"
 	"github.com/danstream/danstream/transport"
 )
@@ -29,7 +31,7 @@ func TestAdaptLearnsFromTheStreamsOwnPairsAndSwapsOnlyIfValidationImproves(t *te
 	if testing.Short() {
 		t.Skip("trains a model for a few seconds")
 	}
-	if _, err := os.Stat(filepath.Join("..", "..", "sr", "models", "dan_lite_x2_pretrain.pth")); err != nil {
+	if _, err := os.Stat(filepath.Join("..", "sr", "models", "dan_lite_x2_pretrain.pth")); err != nil {
 		t.Fatalf("the committed pre-trained x2 checkpoint is missing: %v", err)
 	}
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
@@ -43,13 +45,13 @@ func TestAdaptLearnsFromTheStreamsOwnPairsAndSwapsOnlyIfValidationImproves(t *te
 
 	// DANSTREAM_ADAPT_PAIRS / _BUDGET_MIN / _INTERVAL_MS turn this test into the
 	// issue's benchmark (e.g. 200 pairs, 350 ms apart, 6 min); defaults keep it short.
-	nPairs, budgetMin, interval := envInt("DANSTREAM_ADAPT_PAIRS", 10), envStr("DANSTREAM_ADAPT_BUDGET_MIN", "0.15"),
+	nPairs, budgetMin, interval := envInt("DANSTREAM_ADAPT_PAIRS", 10), envFloat("DANSTREAM_ADAPT_BUDGET_MIN", 0.15),
 		time.Duration(envInt("DANSTREAM_ADAPT_INTERVAL_MS", 300))*time.Millisecond
 	work := t.TempDir()
 	if keep := os.Getenv("DANSTREAM_ADAPT_KEEP"); keep != "" {
 		work = keep
 	}
-	base := filepath.Join("..", "..", "sr", "models", "dan_lite_x2.onnx")
+	base := filepath.Join("..", "sr", "models", "dan_lite_x2.onnx")
 	sc, err := stream.ValidateStream("cam", stream.StreamConfig{Source: cam.SubURL, Main: cam.MainURL, Model: base, Threads: 1,
 		PairsDir: filepath.Join(work, "pairs"), PairsMax: nPairs, PairsEvery: interval})
 	if err != nil {
@@ -67,7 +69,7 @@ func TestAdaptLearnsFromTheStreamsOwnPairsAndSwapsOnlyIfValidationImproves(t *te
 	defer api.Close()
 	status := func() transport.StreamStatus {
 		t.Helper()
-		st, err := streamFromAPI(context.Background(), api.URL, "", "cam")
+		st, err := adapt.StreamFromAPI(context.Background(), api.URL, "", "cam")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,24 +86,25 @@ func TestAdaptLearnsFromTheStreamsOwnPairsAndSwapsOnlyIfValidationImproves(t *te
 		}
 	}
 
-	adaptOnce := func(out string, extra ...string) adaptReport {
+	adaptOnce := func(out string, budgetMin, minGain float64) adapt.Report {
 		t.Helper()
-		args := append([]string{"--stream", "cam", "--api", api.URL, "--budget-min", budgetMin, "--out", out, "--threads", "1"}, extra...)
-		if err := runAdapt(context.Background(), args); err != nil {
+		_, err := adapt.Run(context.Background(), adapt.RunOptions{Stream: "cam", API: api.URL, BudgetMin: budgetMin, Out: out,
+			Val: 0.2, MinGain: minGain, Engine: offline.Engine{Threads: 1}})
+		if err != nil {
 			t.Fatal(err)
 		}
 		b, err := os.ReadFile(filepath.Join(out, "adapt_report.json"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var rep adaptReport
+		var rep adapt.Report
 		if err := json.Unmarshal(b, &rep); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("report: %s", b)
 		return rep
 	}
-	rep := adaptOnce(filepath.Join(work, "adapted"))
+	rep := adaptOnce(filepath.Join(work, "adapted"), budgetMin, 0)
 	if rep.PairsTrain+rep.PairsVal < nPairs || rep.PairsVal < 1 || rep.BaseModel != base {
 		t.Fatalf("pairs %d train + %d val (want %d with a held-out slice), base %q (want the stream's %q)",
 			rep.PairsTrain, rep.PairsVal, nPairs, rep.BaseModel, base)
@@ -123,7 +126,7 @@ func TestAdaptLearnsFromTheStreamsOwnPairsAndSwapsOnlyIfValidationImproves(t *te
 		if v == nil || st.ModelPath != rep.Adapted || v.Pairs != rep.PairsVal || v.After != rep.AfterPSNR || v.Before != rep.BeforePSNR {
 			t.Fatalf("/api/streams shows model %q validation %+v, want %q with the report's figures", st.ModelPath, v, rep.Adapted)
 		}
-		if _, err := apiCall(context.Background(), "POST", api.URL+"/api/streams/cam/model", "", []byte(`{"rollback":true}`)); err != nil {
+		if _, err := adapt.APICall(context.Background(), "POST", api.URL+"/api/streams/cam/model", "", []byte(`{"rollback":true}`)); err != nil {
 			t.Fatal(err)
 		}
 		if st = status(); st.ModelPath != base || st.ModelValidation != nil {
@@ -139,7 +142,7 @@ func TestAdaptLearnsFromTheStreamsOwnPairsAndSwapsOnlyIfValidationImproves(t *te
 
 	// A model that does not clear the bar leaves the stream as it is.
 	before := status()
-	rep2 := adaptOnce(filepath.Join(work, "adapted2"), "--budget-min", "0.05", "--min-gain", "50")
+	rep2 := adaptOnce(filepath.Join(work, "adapted2"), 0.05, 50)
 	if rep2.Swapped || !strings.HasPrefix(rep2.Decision, "rejected") {
 		t.Fatalf("decision %q swapped %v with --min-gain 50", rep2.Decision, rep2.Swapped)
 	}
@@ -155,8 +158,8 @@ func envInt(k string, def int) int {
 	return def
 }
 
-func envStr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
+func envFloat(k string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(k), 64); err == nil && v > 0 {
 		return v
 	}
 	return def
