@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what danstream needs on Debian 12 and is missing; safe to run again.
 #   scripts/setup.sh          run-time + build deps (serve, enhance, eval, bench)
-#   scripts/setup.sh --test   also what the tests need (Chromium, playwright-core, PyTorch)
+#   scripts/setup.sh --test   also what the tests need (Chromium, playwright-core, PyTorch, GStreamer's rtspsrc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,10 +10,12 @@ ORT_DIR="third_party/onnxruntime"
 GO_MIN="1.24"
 
 # Serving needs only the C libraries; the model side (training, export, its tests) needs
-# Debian's PyTorch, and the tests need Chromium and the sample footage of opencv-doc.
+# Debian's PyTorch, and the tests need Chromium, the sample footage of opencv-doc and
+# GStreamer (rtspsrc + avdec_h264: a real RTSP client of the relay).
 want=(ca-certificates curl git gcc g++ pkg-config python3 libopencv-dev libvpx-dev libx264-dev ffmpeg)
 if [[ "${1:-}" == "--test" ]]; then
   want+=(chromium opencv-doc plasma-workspace-wallpapers
+         gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-libav
          python3-numpy python3-opencv python3-yaml python3-torch python3-onnx python3-pil python3-pytest)
 fi
 

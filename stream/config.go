@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/danstream/danstream/transport"
+	"github.com/danstream/danstream/transport/rtsp"
 )
 
 // Config is the whole service configuration (configs/*.yaml).
@@ -112,9 +113,28 @@ type HTTPConfig struct {
 }
 
 // RTSPConfig is the RTSP relay: rtsp://HOST:PORT/{name} and /{name}/original, H.264.
+// The transport keys follow MediaMTX's (rtspTransports, rtpAddress, ...).
 type RTSPConfig struct {
 	Listen   string `yaml:"listen"`   // default 127.0.0.1:8554
 	Disabled bool   `yaml:"disabled"` // turn the relay off
+	// Transports offered: udp, multicast, tcp (default [udp, tcp]).
+	Transports []string `yaml:"transports"`
+	// UDP unicast ports (even, and the next one); default listen's host :8000 and :8001.
+	RTPAddress  string `yaml:"rtp_address"`
+	RTCPAddress string `yaml:"rtcp_address"`
+	// UDP multicast (with "multicast" in transports): 224.1.0.0/16, ports 8002/8003 by default.
+	MulticastIPRange  string `yaml:"multicast_ip_range"`
+	MulticastRTPPort  int    `yaml:"multicast_rtp_port"`
+	MulticastRTCPPort int    `yaml:"multicast_rtcp_port"`
+	// WriteQueueSize is each reader's packet queue (power of two, default 512).
+	WriteQueueSize int `yaml:"write_queue_size"`
+}
+
+// Options is the relay's view of this config.
+func (c RTSPConfig) Options() rtsp.Options {
+	return rtsp.Options{Listen: c.Listen, Transports: c.Transports, RTPAddress: c.RTPAddress, RTCPAddress: c.RTCPAddress,
+		MulticastIPRange: c.MulticastIPRange, MulticastRTPPort: c.MulticastRTPPort, MulticastRTCPPort: c.MulticastRTCPPort,
+		WriteQueueSize: c.WriteQueueSize}
 }
 
 // ORTConfig locates the ONNX Runtime shared library; empty means search the usual places.
@@ -414,6 +434,10 @@ func (c *Config) validate(line func(path ...string) int) error {
 	}
 	if _, _, err := net.SplitHostPort(c.RTSP.Listen); err != nil {
 		bad([]string{"rtsp", "listen"}, "want host:port, got %q", c.RTSP.Listen)
+	}
+	if err := rtsp.CheckOptions(c.RTSP.Options()); err != nil {
+		key, msg, _ := strings.Cut(err.Error(), ": ") // CheckOptions names the key first
+		bad([]string{"rtsp", key}, "%s", msg)
 	}
 	if len(c.Streams) == 0 {
 		bad([]string{"streams"}, "no streams configured")

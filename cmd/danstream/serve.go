@@ -84,7 +84,7 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	g.Go(func() error { return srv.Run(ctx, cfg.HTTP.Listen) })
 	if !cfg.RTSP.Disabled {
-		relay := rtsp.New(mgr, cfg.RTSP.Listen, slog.Default())
+		relay := rtsp.New(mgr, cfg.RTSP.Options(), slog.Default())
 		relay.Auth = authz
 		g.Go(func() error { return relay.Run(ctx) })
 	}

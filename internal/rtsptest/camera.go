@@ -68,15 +68,15 @@ type Camera struct {
 // `main` (full size, H.264, keyframe every 25 frames) and `sub` (blurred,
 // scaled to 1/Divisor, noisy, H.264 at a low bitrate) on s, and waits until
 // both are being recorded. It skips the test when ffmpeg or the footage is
-// missing.
+// missing (fails under CI=true).
 func PublishTestCamera(tb testing.TB, s *Server, opts CameraOptions) *Camera {
 	tb.Helper()
 	o := opts.withDefaults()
-	bin, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		tb.Skip("rtsptest: ffmpeg not installed (apt-get install ffmpeg); skipping the test camera")
-	}
+	bin := Need(tb, "ffmpeg", "apt-get install ffmpeg")
 	if _, err := os.Stat(o.Video); err != nil {
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("rtsptest: test camera footage %s missing (apt-get install opencv-doc); CI=true requires it: %v", o.Video, err)
+		}
 		tb.Skipf("rtsptest: test camera footage %s missing (apt-get install opencv-doc): %v", o.Video, err)
 	}
 	cam := &Camera{MainURL: s.URL(o.MainPath), SubURL: s.URL(o.SubPath), Options: o}

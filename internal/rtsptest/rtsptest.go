@@ -171,14 +171,11 @@ func (s *Server) streamResponse(p string) (*base.Response, *gortsplib.ServerStre
 
 // PublishTestPattern runs `ffmpeg -re -f lavfi -i testsrc2` publishing H.264
 // (keyframe every second) to url over TCP until tb ends. It skips the test when
-// ffmpeg is not installed. stop ends the publisher early (a camera going away);
+// ffmpeg is not installed (fails under CI=true). stop ends the publisher early (a camera going away);
 // it is safe to call more than once.
 func PublishTestPattern(tb testing.TB, url string, w, h, fps int) (stop func()) {
 	tb.Helper()
-	bin, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		tb.Skip("rtsptest: ffmpeg not installed (apt-get install ffmpeg); skipping RTSP publish test")
-	}
+	bin := Need(tb, "ffmpeg", "apt-get install ffmpeg")
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "-hide_banner", "-loglevel", "error", "-nostdin",
 		"-re", "-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=%d", w, h, fps),

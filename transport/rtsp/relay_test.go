@@ -3,10 +3,14 @@ package rtsp
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,11 +23,24 @@ import (
 	"github.com/danstream/danstream/transport"
 )
 
-type catalog map[string]*transport.Broadcaster
+// catalog is a stream.Manager stand-in whose Broadcasters a test can
+// rebuild (as PUT and reload do) or remove (DELETE).
+type catalog struct {
+	mu sync.Mutex
+	m  map[string]*transport.Broadcaster
+}
 
-func (c catalog) Broadcaster(name, variant string) (*transport.Broadcaster, bool) {
-	b, ok := c[name+"/"+variant]
+func (c *catalog) Broadcaster(name, variant string) (*transport.Broadcaster, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.m[name+"/"+variant]
 	return b, ok
+}
+
+func (c *catalog) get(key string) *transport.Broadcaster {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[key]
 }
 
 func freeAddr(t *testing.T) string {
@@ -36,8 +53,35 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// feedFrames writes a moving pattern of w x h frames at 25 fps until ctx ends.
-func feedFrames(ctx context.Context, b *transport.Broadcaster, w, h int) {
+// freeUDPPair finds an even UDP port whose successor is free too (RTP, RTCP).
+func freeUDPPair(t *testing.T) (rtp, rtcp string) {
+	t.Helper()
+	for range 100 {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := c.LocalAddr().(*net.UDPAddr).Port &^ 1
+		c.Close()
+		a, errA := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+		b, errB := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p+1))
+		if a != nil {
+			a.Close()
+		}
+		if b != nil {
+			b.Close()
+		}
+		if errA == nil && errB == nil {
+			return fmt.Sprintf("127.0.0.1:%d", p), fmt.Sprintf("127.0.0.1:%d", p+1)
+		}
+	}
+	t.Fatal("no free UDP port pair")
+	return "", ""
+}
+
+// feedFrames writes a moving pattern of w x h frames at 25 fps to whatever
+// Broadcaster key names in cat (the current one after a rebuild) until ctx ends.
+func feedFrames(ctx context.Context, cat *catalog, key string, w, h int) {
 	tick := time.NewTicker(40 * time.Millisecond)
 	defer tick.Stop()
 	for seq := uint64(0); ; seq++ {
@@ -49,7 +93,9 @@ func feedFrames(ctx context.Context, b *transport.Broadcaster, w, h int) {
 			}
 		}
 		f.Seq, f.Captured = seq, time.Now()
-		b.WriteFrame(f)
+		if b := cat.get(key); b != nil {
+			b.WriteFrame(f)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -58,45 +104,81 @@ func feedFrames(ctx context.Context, b *transport.Broadcaster, w, h int) {
 	}
 }
 
-func startRelay(t *testing.T, auth ...transport.AuthRule) (string, catalog) {
+type testRelay struct {
+	*Relay
+	addr string
+	cat  *catalog
+	log  *logBuffer
+}
+
+// startRelay serves cam (256x144) and cam/original (128x96) over TCP and UDP on loopback.
+func startRelay(t *testing.T, opts Options, auth ...transport.AuthRule) *testRelay {
 	t.Helper()
-	cat := catalog{
-		"cam/enhanced": transport.NewBroadcaster("cam", "enhanced", transport.EncoderOptions{KeyframeInterval: 25}),
-		"cam/original": transport.NewBroadcaster("cam", "original", transport.EncoderOptions{KeyframeInterval: 25}),
-	}
+	return startRelayEnc(t, opts, transport.EncoderOptions{KeyframeInterval: 25}, auth...)
+}
+
+func startRelayEnc(t *testing.T, opts Options, enc transport.EncoderOptions, auth ...transport.AuthRule) *testRelay {
+	t.Helper()
+	cat := &catalog{m: map[string]*transport.Broadcaster{
+		"cam/enhanced": transport.NewBroadcaster("cam", "enhanced", enc),
+		"cam/original": transport.NewBroadcaster("cam", "original", enc),
+	}}
 	ctx, cancel := context.WithCancel(context.Background())
-	addr := freeAddr(t)
-	r := New(cat, addr, slog.Default())
+	opts.Listen = freeAddr(t)
+	if opts.RTPAddress == "" {
+		opts.RTPAddress, opts.RTCPAddress = freeUDPPair(t)
+	}
+	logs := &logBuffer{}
+	r := New(cat, opts, slog.New(slog.NewTextHandler(io.MultiWriter(logs, os.Stderr), nil)))
 	r.Auth = transport.NewAuth(auth)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	go feedFrames(ctx, cat["cam/enhanced"], 256, 144)
-	go feedFrames(ctx, cat["cam/original"], 128, 96)
+	go feedFrames(ctx, cat, "cam/enhanced", 256, 144)
+	go feedFrames(ctx, cat, "cam/original", 128, 96)
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("relay: %v", err)
 		}
-		for _, b := range cat {
+		cat.mu.Lock()
+		for _, b := range cat.m {
 			b.Close()
 		}
+		cat.mu.Unlock()
 	})
 	// Wait until the port accepts connections.
 	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
+		if c, err := net.Dial("tcp", opts.Listen); err == nil {
 			c.Close()
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return addr, cat
+	return &testRelay{Relay: r, addr: opts.Listen, cat: cat, log: logs}
+}
+
+// logBuffer collects the relay's log for assertions.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestRelayServesDecodableH264ToFFprobe(t *testing.T) {
-	if _, err := exec.LookPath("ffprobe"); err != nil {
-		t.Skip("ffprobe not installed (scripts/setup.sh installs ffmpeg)")
-	}
-	addr, cat := startRelay(t)
+	rtsptest.Need(t, "ffprobe", "apt-get install ffmpeg")
+	tr := startRelay(t, Options{})
+	addr, cat := tr.addr, tr.cat
 	tests := []struct {
 		path string
 		w, h int
@@ -120,16 +202,16 @@ func TestRelayServesDecodableH264ToFFprobe(t *testing.T) {
 	}
 	// The last reader gone, the H.264 encoder stops (nobody else watches).
 	deadline := time.Now().Add(5 * time.Second)
-	for cat["cam/enhanced"].EncoderRunning(transport.CodecH264) && time.Now().Before(deadline) {
+	for cat.get("cam/enhanced").EncoderRunning(transport.CodecH264) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if cat["cam/enhanced"].EncoderRunning(transport.CodecH264) {
+	if cat.get("cam/enhanced").EncoderRunning(transport.CodecH264) {
 		t.Error("H.264 encoder still running after the last RTSP reader left")
 	}
 }
 
 func TestRelayAnswersUnknownPathsWith404(t *testing.T) {
-	addr, _ := startRelay(t)
+	addr := startRelay(t, Options{}).addr
 	for _, p := range []string{"/nope", "/cam/sideways", "/"} {
 		t.Run(p, func(t *testing.T) {
 			u, err := base.ParseURL("rtsp://" + addr + p)
@@ -154,11 +236,11 @@ func TestRelayAnswersUnknownPathsWith404(t *testing.T) {
 }
 
 func TestRelayRequiresCredentialsAndReadRight(t *testing.T) {
-	addr, _ := startRelay(t,
+	addr := startRelay(t, Options{},
 		transport.AuthRule{User: "nvr", Pass: "nvr-secret-1", Read: []string{"cam"}},
 		transport.AuthRule{User: "other", Pass: "other-secret", Read: []string{"yard"}},
 		transport.AuthRule{Token: "tok-0123456789abcdef", Read: []string{"*"}},
-	)
+	).addr
 	tests := []struct {
 		name, url string
 		want      base.StatusCode
@@ -197,9 +279,7 @@ func TestRelayRequiresCredentialsAndReadRight(t *testing.T) {
 			}
 		})
 	}
-	if _, err := exec.LookPath("ffprobe"); err != nil {
-		t.Skip("ffprobe not installed")
-	}
+	rtsptest.Need(t, "ffprobe", "apt-get install ffmpeg")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v:0",
