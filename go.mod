@@ -16,6 +16,7 @@ require (
 	gocv.io/x/gocv v0.31.0
 	golang.org/x/image v0.23.0
 	golang.org/x/sync v0.16.0
+	golang.org/x/time v0.14.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 
@@ -36,5 +37,4 @@ require (
 	golang.org/x/crypto v0.48.0 // indirect
 	golang.org/x/net v0.50.0 // indirect
 	golang.org/x/sys v0.41.0 // indirect
-	golang.org/x/time v0.14.0 // indirect
 )

@@ -110,6 +110,15 @@ type HTTPConfig struct {
 	// TrustedProxies: reverse proxies (IP or CIDR) whose X-Forwarded-For names
 	// the viewer, for the WHEP rate limit and logs.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Timeouts of the HTTP server (0: transport's defaults, 10s/30s/30s/60s).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	// Concurrent WHEP viewers, process-wide and per stream (0: 500 each);
+	// past them an offer gets 503 with Retry-After, from loopback too.
+	MaxWHEPSessions          int `yaml:"max_whep_sessions"`
+	MaxWHEPSessionsPerStream int `yaml:"max_whep_sessions_per_stream"`
 }
 
 // RTSPConfig is the RTSP relay: rtsp://HOST:PORT/{name} and /{name}/original, H.264.
@@ -431,6 +440,23 @@ func (c *Config) validate(line func(path ...string) int) error {
 	}
 	if _, err := transport.ParseTrustedProxies(c.HTTP.TrustedProxies); err != nil {
 		bad([]string{"http", "trusted_proxies"}, "%v", err)
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"read_timeout", c.HTTP.ReadTimeout},
+		{"write_timeout", c.HTTP.WriteTimeout}, {"idle_timeout", c.HTTP.IdleTimeout}} {
+		if d.v != 0 && (d.v < 100*time.Millisecond || d.v > time.Hour) {
+			bad([]string{"http", d.key}, "must be 100ms..1h (or unset for the default), got %s", d.v)
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"max_whep_sessions", c.HTTP.MaxWHEPSessions}, {"max_whep_sessions_per_stream", c.HTTP.MaxWHEPSessionsPerStream}} {
+		if n.v < 0 || n.v > 100000 {
+			bad([]string{"http", n.key}, "must be 1..100000 (or unset for the default 500), got %d", n.v)
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.RTSP.Listen); err != nil {
 		bad([]string{"rtsp", "listen"}, "want host:port, got %q", c.RTSP.Listen)

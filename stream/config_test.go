@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/danstream/danstream/capture"
 )
@@ -26,6 +27,8 @@ func TestParseConfigRejectsWrongValuesNamingKeyAndLine(t *testing.T) {
 		{"pairs without main", "streams:\n  a:\n    source: rtsp://cam/sub\n    pairs_dir: /tmp/p\n", "streams.a.main: pairs_dir, pairs_max and pairs_every need main"},
 		{"main is source", "streams:\n  a:\n    source: rtsp://cam/sub\n    main: rtsp://cam/sub\n", "streams.a.main: must be the camera's main stream"},
 		{"bad trusted proxy", "http:\n  trusted_proxies: [10.0.0.0/8, proxy.lan]\nstreams:\n  a:\n    source: x\n", `line 2: http.trusted_proxies: trusted proxy "proxy.lan"`},
+		{"bad read timeout", "http:\n  read_timeout: 1ms\nstreams:\n  a:\n    source: x\n", "line 2: http.read_timeout: must be 100ms..1h"},
+		{"negative cap", "http:\n  max_whep_sessions_per_stream: -1\nstreams:\n  a:\n    source: x\n", "line 2: http.max_whep_sessions_per_stream"},
 		{"too few pairs", "streams:\n  a:\n    source: rtsp://cam/sub\n    main: rtsp://cam/main\n    pairs_max: 1\n", "line 5: streams.a.pairs_max"},
 	}
 	for _, tc := range tests {
@@ -80,4 +83,14 @@ func FuzzParseConfig(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = ParseConfig(data) // must never panic
 	})
+}
+
+func TestParseConfigReadsHTTPTimeoutsAndCaps(t *testing.T) {
+	cfg, err := ParseConfig([]byte("http:\n  read_timeout: 5s\n  idle_timeout: 2m\n  max_whep_sessions: 40\n  max_whep_sessions_per_stream: 10\nstreams:\n  a: {source: x}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := cfg.HTTP; h.ReadTimeout != 5*time.Second || h.IdleTimeout != 2*time.Minute || h.MaxWHEPSessions != 40 || h.MaxWHEPSessionsPerStream != 10 || h.WriteTimeout != 0 {
+		t.Fatalf("http = %+v", h)
+	}
 }

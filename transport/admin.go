@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // Sentinel errors an Admin wraps so the server can pick the status code.
@@ -52,6 +53,7 @@ func (s *Server) apiPutStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
+	liftWriteDeadline(w)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -86,6 +88,7 @@ func (s *Server) apiDeleteStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
+	liftWriteDeadline(w)
 	if err := a.DeleteStream(name); err != nil {
 		status := http.StatusInternalServerError
 		if errors.Is(err, ErrNotFound) {
@@ -96,6 +99,16 @@ func (s *Server) apiDeleteStream(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("transport: stream deleted via API", "stream", name, "by", principalOf(r).Name)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// apiWriteTimeout is how long a runtime API call may take to answer: building
+// a stream loads its model (a TensorRT engine build can take minutes), far
+// past the server's write timeout for ordinary requests.
+const apiWriteTimeout = 10 * time.Minute
+
+// liftWriteDeadline gives an admin call apiWriteTimeout to answer.
+func liftWriteDeadline(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(apiWriteTimeout)) // ErrNotSupported in tests' recorders
 }
 
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {

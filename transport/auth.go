@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // AuthRule is one credential from the config and its rights: either a bearer
@@ -232,8 +235,15 @@ func challenge(w http.ResponseWriter) {
 // preflights without them and load <script> tags without the page's ?token=.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && r.ContentLength != 0 {
-			r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		// ReadTimeout bounds the client sending its request, not the handler
+		// answering it, but its deadline stays on the connection and net/http
+		// cancels the request's context when it passes: lift it once the
+		// request is in (at once without a body, else at the body's end).
+		rc := http.NewResponseController(w)
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			r.Body = http.MaxBytesReader(w, &liftAtEOF{ReadCloser: r.Body, rc: rc}, s.opts.MaxBodyBytes)
+		} else {
+			_ = rc.SetReadDeadline(time.Time{}) // ErrNotSupported off a real connection (tests' recorders)
 		}
 		if !s.opts.Auth.Enabled() {
 			next.ServeHTTP(w, r)
@@ -249,6 +259,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 				// Path only: the query may hold the (wrong) token.
 				s.log.Warn("transport: rejected credentials", "remote", s.clientIP(r), "path", r.URL.Path)
 			}
+			refuseBody(w, r) // credentials come in the headers: never wait for the body of a stranger
 			challenge(w)
 			return
 		}
@@ -256,11 +267,39 @@ func (s *Server) guard(next http.Handler) http.Handler {
 	})
 }
 
+// liftAtEOF clears the connection's read deadline when the body has been read whole.
+type liftAtEOF struct {
+	io.ReadCloser
+	rc *http.ResponseController
+}
+
+func (b *liftAtEOF) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// refuseBody is called before answering a request whose body will not be
+// read. net/http would otherwise read (up to 256 KiB of) it before sending the
+// answer, to keep the connection: a client sending a byte every few seconds
+// would hold the connection until the read timeout and see no answer. Instead
+// the connection closes after the answer and further reads fail at once.
+func refuseBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now()) // ErrNotSupported in tests' recorders: nothing to wait for
+}
+
 // canRead answers 403 and returns false if the caller may not watch name.
 func (s *Server) canRead(w http.ResponseWriter, r *http.Request, name string) bool {
 	if principalOf(r).CanRead(name) {
 		return true
 	}
+	refuseBody(w, r)
 	http.Error(w, fmt.Sprintf("no read right for stream %q", name), http.StatusForbidden)
 	return false
 }
@@ -270,6 +309,7 @@ func (s *Server) requireAdmin(w http.ResponseWriter, r *http.Request) bool {
 	if principalOf(r).IsAdmin() {
 		return true
 	}
+	refuseBody(w, r)
 	http.Error(w, "admin right required", http.StatusForbidden)
 	return false
 }
@@ -340,23 +380,19 @@ func isLoopbackIP(ip string) bool {
 	return a != nil && a.IsLoopback()
 }
 
-// rateLimiter is a per-IP token bucket (signaling only: it guards WHEP POST,
-// where each request costs an ICE gather and a PeerConnection).
+// rateLimiter is a per-IP token bucket (golang.org/x/time/rate per address;
+// signaling only: it guards WHEP POST, where each request costs an ICE gather
+// and a PeerConnection).
 type rateLimiter struct {
-	rate  float64 // tokens per second
-	burst float64
+	rate  rate.Limit
+	burst int
 	mu    sync.Mutex
-	ips   map[string]*bucket
+	ips   map[string]*rate.Limiter
 	swept time.Time
 }
 
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newRateLimiter(rate float64, burst int) *rateLimiter {
-	return &rateLimiter{rate: rate, burst: float64(burst), ips: map[string]*bucket{}}
+func newRateLimiter(r float64, burst int) *rateLimiter {
+	return &rateLimiter{rate: rate.Limit(r), burst: burst, ips: map[string]*rate.Limiter{}}
 }
 
 // allow takes a token for ip; false means over the limit.
@@ -366,10 +402,11 @@ func (l *rateLimiter) allow(ip string, now time.Time) bool {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	// Forget full buckets now and then so the map stays small.
+	// Forget full buckets now and then so the map stays small: a full bucket
+	// is what a new address gets anyway.
 	if now.Sub(l.swept) > time.Minute {
 		for k, b := range l.ips {
-			if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+			if b.TokensAt(now) >= float64(l.burst) {
 				delete(l.ips, k)
 			}
 		}
@@ -377,14 +414,8 @@ func (l *rateLimiter) allow(ip string, now time.Time) bool {
 	}
 	b := l.ips[ip]
 	if b == nil {
-		b = &bucket{tokens: l.burst, last: now}
+		b = rate.NewLimiter(l.rate, l.burst)
 		l.ips[ip] = b
 	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return b.AllowN(now, 1)
 }

@@ -47,6 +47,7 @@ func (s *Server) apiSwapModel(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	name := r.PathValue("name")
+	liftWriteDeadline(w) // a swap loads and warms a model
 	var (
 		res map[string]any
 		err error

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -161,6 +162,20 @@ type ServerOptions struct {
 	// behind one, the rate limit and logs see each viewer's own address
 	// instead of the proxy's (MediaMTX's trustedProxies). Empty: header ignored.
 	TrustedProxies []netip.Prefix
+	// MaxWHEPSessions and MaxWHEPSessionsPerStream cap concurrent WHEP
+	// viewers, process-wide and per stream (both variants together; default
+	// 500 each). Past a cap a new offer gets 503 with Retry-After. Unlike the
+	// rate limit they also bound loopback clients.
+	MaxWHEPSessions          int
+	MaxWHEPSessionsPerStream int
+	// HTTP server timeouts (net/http's, applied by Serve): ReadHeaderTimeout
+	// (default 10 s) and ReadTimeout (30 s) bound how long a client may take
+	// to send its request headers and whole request (a body at one byte every
+	// few seconds is cut off); IdleTimeout (60 s) a kept-alive connection
+	// between requests; WriteTimeout (30 s) the answer. Nothing on this
+	// server streams over HTTP (media goes over WebRTC and RTSP); the runtime
+	// API, which may load a model for minutes, lifts its own write deadline.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
 
 func (o ServerOptions) withDefaults() ServerOptions {
@@ -191,6 +206,21 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	if o.WHEPBurst <= 0 {
 		o.WHEPBurst = 20
 	}
+	if o.MaxWHEPSessions <= 0 {
+		o.MaxWHEPSessions = 500
+	}
+	if o.MaxWHEPSessionsPerStream <= 0 {
+		o.MaxWHEPSessionsPerStream = 500
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&o.ReadHeaderTimeout, 10 * time.Second}, {&o.ReadTimeout, 30 * time.Second},
+		{&o.WriteTimeout, 30 * time.Second}, {&o.IdleTimeout, 60 * time.Second}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
 	return o
 }
 
@@ -207,13 +237,17 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*whepSession
+	// pending counts offers admitted under the caps whose session is not yet
+	// in sessions (ICE gathering), per stream and in all.
+	pending      map[string]int
+	pendingTotal int
 }
 
 // NewServer makes a server over cat. WebRTC set-up errors (e.g. a bad ICE
 // port range) surface from Run and as 500s on WHEP requests.
 func NewServer(cat Catalog, opts ServerOptions) *Server {
 	o := opts.withDefaults()
-	s := &Server{cat: cat, opts: o, log: o.Logger, sessions: map[string]*whepSession{},
+	s := &Server{cat: cat, opts: o, log: o.Logger, sessions: map[string]*whepSession{}, pending: map[string]int{},
 		limit: newRateLimiter(o.WHEPRate, o.WHEPBurst)}
 	if o.WHEPRate < 0 {
 		s.limit = nil
@@ -248,7 +282,9 @@ func (s *Server) Run(ctx context.Context, addr string) error {
 
 // Serve is Run on an existing listener (e.g. 127.0.0.1:0 in tests).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	hs := &http.Server{Handler: s.h, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout, ReadTimeout: s.opts.ReadTimeout,
+		WriteTimeout: s.opts.WriteTimeout, IdleTimeout: s.opts.IdleTimeout}
 	scheme := "http://"
 	if s.opts.TLSConfig != nil {
 		ln, scheme = tls.NewListener(ln, s.opts.TLSConfig), "https://"
@@ -292,6 +328,40 @@ func (s *Server) forget(ss *whepSession) {
 	s.mu.Lock()
 	delete(s.sessions, ss.id)
 	s.mu.Unlock()
+}
+
+// admit reserves a place for a new viewer of stream under both caps; the
+// reservation is released by the returned func once the session is
+// registered (or failed). Reserving before the ICE gather keeps concurrent
+// offers from all passing the check and overshooting the cap.
+func (s *Server) admit(stream string) (release func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.sessions) + s.pendingTotal; n >= s.opts.MaxWHEPSessions {
+		return nil, fmt.Errorf("server has %d WebRTC viewers, its limit (http.max_whep_sessions)", n)
+	}
+	n := s.pending[stream]
+	for _, ss := range s.sessions {
+		if ss.stream == stream {
+			n++
+		}
+	}
+	if n >= s.opts.MaxWHEPSessionsPerStream {
+		return nil, fmt.Errorf("stream %q has %d WebRTC viewers, its limit (http.max_whep_sessions_per_stream)", stream, n)
+	}
+	s.pending[stream]++
+	s.pendingTotal++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.pendingTotal--
+			if s.pending[stream]--; s.pending[stream] == 0 {
+				delete(s.pending, stream)
+			}
+		})
+	}, nil
 }
 
 func (s *Server) routes() {
@@ -348,7 +418,10 @@ func variantOf(r *http.Request) (string, error) {
 
 func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	// Every refusal below comes before the body is read: refuseBody answers
+	// at once instead of letting net/http wait for the rest of it.
 	if ip := s.clientIP(r); (s.opts.LimitLoopback || !isLoopbackIP(ip)) && !s.limit.allow(ip, time.Now()) {
+		refuseBody(w, r)
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "too many WHEP requests from this address; retry shortly", http.StatusTooManyRequests)
 		return
@@ -357,11 +430,13 @@ func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.apiErr != nil {
+		refuseBody(w, r)
 		http.Error(w, "WebRTC unavailable: "+s.apiErr.Error(), http.StatusInternalServerError)
 		return
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/sdp" {
+		refuseBody(w, r)
 		w.Header().Set("Accept-Post", "application/sdp")
 		http.Error(w, fmt.Sprintf("WHEP offer must have Content-Type application/sdp, got %q", r.Header.Get("Content-Type")),
 			http.StatusUnsupportedMediaType)
@@ -369,22 +444,36 @@ func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 	}
 	variant, err := variantOf(r)
 	if err != nil {
+		refuseBody(w, r)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	if r.ContentLength > s.opts.MaxOfferBytes {
+		refuseBody(w, r)
 		http.Error(w, fmt.Sprintf("SDP offer too large: %d bytes, limit %d", r.ContentLength, s.opts.MaxOfferBytes),
 			http.StatusRequestEntityTooLarge)
 		return
 	}
+	release, err := s.admit(name)
+	if err != nil {
+		refuseBody(w, r)
+		s.log.Warn("transport: WHEP viewer refused", "stream", name, "remote", s.clientIP(r), "reason", err)
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, err.Error()+"; retry later", http.StatusServiceUnavailable)
+		return
+	}
+	defer release()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxOfferBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.As(err, &mbe):
 			http.Error(w, fmt.Sprintf("SDP offer too large: limit %d bytes", s.opts.MaxOfferBytes), http.StatusRequestEntityTooLarge)
-			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			http.Error(w, "SDP offer not received within the read timeout", http.StatusRequestTimeout)
+		default:
+			http.Error(w, "reading SDP offer: "+err.Error(), http.StatusBadRequest)
 		}
-		http.Error(w, "reading SDP offer: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	if len(body) == 0 {

@@ -65,8 +65,11 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := transport.NewServer(mgr, transport.ServerOptions{LoopbackOnly: stream.IsLoopback(cfg.HTTP.Listen), Auth: authz,
-		TLSConfig: tlsCfg, TrustedProxies: proxies})
+	h := cfg.HTTP
+	srv := transport.NewServer(mgr, transport.ServerOptions{LoopbackOnly: stream.IsLoopback(h.Listen), Auth: authz,
+		TLSConfig: tlsCfg, TrustedProxies: proxies,
+		ReadHeaderTimeout: h.ReadHeaderTimeout, ReadTimeout: h.ReadTimeout, WriteTimeout: h.WriteTimeout, IdleTimeout: h.IdleTimeout,
+		MaxWHEPSessions: h.MaxWHEPSessions, MaxWHEPSessionsPerStream: h.MaxWHEPSessionsPerStream})
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(ctx) })
 	if *reload > 0 {
