@@ -446,26 +446,36 @@ func writeManifest(dir string, m Manifest) error {
 }
 
 // writePNG stores a BGR frame as an RGB PNG (fast compression: the dataset
-// is rewritten continuously).
+// is rewritten continuously). It writes a temporary file and renames it, as
+// the manifest is: a reader (a snapshot for adapt, hard-linked) never sees a
+// half-written PNG, and a crash leaves only a *.tmp behind.
 func writePNG(path string, f frame.Frame) (err error) {
 	img := image.NewNRGBA(image.Rect(0, 0, f.W, f.H))
 	for i, j := 0, 0; i < len(f.Pix); i, j = i+3, j+4 {
 		img.Pix[j], img.Pix[j+1], img.Pix[j+2], img.Pix[j+3] = f.Pix[i+2], f.Pix[i+1], f.Pix[i], 255
 	}
-	fh, err := os.Create(path)
+	fh, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("adapt: write pair: %w", err)
 	}
+	tmp := fh.Name()
 	defer func() {
-		if cerr := fh.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("adapt: write pair %s: %w", path, cerr)
-		}
 		if err != nil {
-			os.Remove(path)
+			fh.Close()
+			os.Remove(tmp)
 		}
 	}()
 	enc := png.Encoder{CompressionLevel: png.BestSpeed}
 	if err := enc.Encode(fh, img); err != nil {
+		return fmt.Errorf("adapt: write pair %s: %w", path, err)
+	}
+	if err := fh.Chmod(0o644); err != nil { // CreateTemp makes 0600; the dataset is shared with training
+		return fmt.Errorf("adapt: write pair %s: %w", path, err)
+	}
+	if err := fh.Close(); err != nil {
+		return fmt.Errorf("adapt: write pair %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("adapt: write pair %s: %w", path, err)
 	}
 	return nil

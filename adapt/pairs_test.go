@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/danstream/danstream/capture"
+	"github.com/danstream/danstream/frame"
 	"github.com/danstream/danstream/internal/rtsptest"
 )
 
@@ -199,5 +200,41 @@ func TestCollectorRejectsPairsOfDifferentScenes(t *testing.T) {
 	t.Logf("stats %+v", st)
 	if st.Stored != 0 || st.Content+st.Registration == 0 {
 		t.Fatalf("stored %d pairs of different scenes", st.Stored)
+	}
+}
+
+// A pair PNG appears under its name only once complete: it is written to a
+// temporary file and renamed, so a file already linked under that name (adapt
+// snapshots the pairs with hard links) keeps its content and nothing
+// temporary is left behind.
+func TestWritePNGRenamesACompleteFileIntoPlace(t *testing.T) {
+	dir := t.TempDir()
+	path, snap := filepath.Join(dir, "00000001_lr.png"), filepath.Join(dir, "snapshot_lr.png")
+	if err := os.WriteFile(path, []byte("the snapshot's pair"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(path, snap); err != nil {
+		t.Fatal(err)
+	}
+	f := frame.Frame{W: 8, H: 6, Pix: make([]byte, 8*6*3)}
+	if err := writePNG(path, f); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(snap); err != nil || string(b) != "the snapshot's pair" {
+		t.Fatalf("the hard-linked snapshot now holds %q (%v): the PNG was written in place", b, err)
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	if img, err := png.Decode(fh); err != nil || img.Bounds().Dx() != 8 || img.Bounds().Dy() != 6 {
+		t.Fatalf("written PNG: %v", err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("mode %v (%v), want 0644", fi.Mode(), err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
 	}
 }

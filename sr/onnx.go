@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -104,7 +106,10 @@ func LoadModel(path string, opts ModelOptions) (*ONNXUpscaler, error) {
 	}
 	u := &ONNXUpscaler{info: info, log: log, tensors: map[int]ioPair{}}
 	u.cache = tileCache{on: opts.Cache, opts: opts.CacheTuning.withDefaults()}
-	var why []string
+	var (
+		why     []string
+		lastErr error
+	)
 	for _, p := range chain {
 		batch := opts.BatchSize
 		if batch <= 0 {
@@ -115,6 +120,7 @@ func LoadModel(path string, opts ModelOptions) (*ONNXUpscaler, error) {
 		}
 		sess, err := newSession(path, info, p, batch, opts)
 		if err == nil {
+			liveSessions.Add(1)
 			u.sess, u.provider, u.batch = sess, p, batch
 			err = u.warmUp()
 			if err == nil {
@@ -123,8 +129,12 @@ func LoadModel(path string, opts ModelOptions) (*ONNXUpscaler, error) {
 			u.releaseSession()
 		}
 		why = append(why, fmt.Sprintf("%s: %s", p, providerHint(err)))
+		lastErr = err
 	}
 	if u.sess == nil {
+		if errors.Is(lastErr, ErrNonFinite) { // the model, not the provider
+			return nil, fmt.Errorf("sr: model %s: %w", path, lastErr)
+		}
 		return nil, fmt.Errorf("sr: model %s: no execution provider could run it: %s", path, strings.Join(why, "; "))
 	}
 	if len(why) > 0 {
@@ -236,13 +246,30 @@ func appendCUDA(so *ort.SessionOptions, dev string) error {
 
 // warmUp runs one tile so a provider that loads but cannot run fails here (and
 // falls back) rather than on the first live frame; TensorRT builds its engine now.
+// The tile is a smooth gradient (a picture-like input, not all zeros) and its
+// output must be finite: a diverged model's NaN would show as a black picture.
 func (u *ONNXUpscaler) warmUp() error {
 	p, err := u.tensorsFor(1)
 	if err != nil {
 		return err
 	}
-	return u.sess.Run([]ort.Value{p.in}, []ort.Value{p.out})
+	in, n := p.in.GetData(), len(p.in.GetData())
+	for i := range in {
+		in[i] = float32(i) / float32(n)
+	}
+	if err := u.sess.Run([]ort.Value{p.in}, []ort.Value{p.out}); err != nil {
+		return err
+	}
+	for _, v := range p.out.GetData() {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("%w: %v on a warm-up tile (a diverged or broken model)", ErrNonFinite, v)
+		}
+	}
+	return nil
 }
+
+// ErrNonFinite is returned by LoadModel for a model whose output has NaN or Inf.
+var ErrNonFinite = fmt.Errorf("%w: its output is not finite", ErrBadModel)
 
 func (u *ONNXUpscaler) tensorsFor(n int) (ioPair, error) {
 	if p, ok := u.tensors[n]; ok {
@@ -272,8 +299,16 @@ func (u *ONNXUpscaler) releaseSession() {
 	if u.sess != nil {
 		u.sess.Destroy()
 		u.sess = nil
+		liveSessions.Add(-1)
 	}
 }
+
+// liveSessions counts ONNX Runtime sessions created and not yet destroyed, so
+// tests (and metrics) can tell that a stream's model was released.
+var liveSessions atomic.Int64
+
+// LiveSessions returns how many ONNX Runtime sessions this process holds open.
+func LiveSessions() int64 { return liveSessions.Load() }
 
 // Info returns the model's validated metadata.
 func (u *ONNXUpscaler) Info() ModelInfo { return u.info }

@@ -154,6 +154,7 @@ func TestLoadModel_RejectsBadFilesWithClearErrors(t *testing.T) {
 		{"overlap too large", "testdata/bad_overlap.onnx", false, "danstream.overlap"},
 		{"unsupported input range", "testdata/bad_range.onnx", false, "danstream.input_range"},
 		{"wrong tensor names", "testdata/bad_names.onnx", false, `want "lr"`},
+		{"NaN output", "testdata/bad_nan_x4.onnx", false, "not finite"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u, err := LoadModel(tc.path, ModelOptions{})

@@ -92,8 +92,7 @@ func (m *Manager) PutStream(name string, body []byte) (created, changed bool, er
 	if err != nil {
 		return false, false, err
 	}
-	_, existed := m.Config(name)
-	changed, err = m.Put(name, sc)
+	existed, changed, err := m.put(name, sc)
 	if err != nil {
 		// The settings validated, so what failed is building the stream (most
 		// often the model file): still the request's fault.

@@ -28,18 +28,66 @@ var ErrNotFound = fmt.Errorf("stream %w", transport.ErrNotFound)
 // Manager owns every stream. It implements transport.Catalog and the runtime
 // API (Put/Delete/Apply): a stream added, changed or removed leaves every other
 // stream and its viewers untouched.
+//
+// Every change of one stream (API PUT and DELETE, a config reload, a model
+// swap, Close) holds that stream's name lock from the moment it looks at the
+// stream until it is done, so changes of one name happen one after the other
+// and at most one pipeline per name exists; changes of different names still
+// run side by side (a model load is slow).
 type Manager struct {
 	log *slog.Logger
 
 	mu      sync.RWMutex
 	ctx     context.Context // set by Run; streams added before Run start then
 	streams map[string]*managed
-	wg      sync.WaitGroup
-	swapMu  sync.Mutex // one model swap at a time (they load a model: slow)
+	closed  bool // Close ran: nothing is added any more
+	// reloadErr is why the config file's settings of a stream could not be
+	// applied at the last reload (the stream, if any, runs its old settings).
+	reloadErr map[string]string
+	wg        sync.WaitGroup
+
+	namesMu   sync.Mutex
+	nameLocks map[string]*nameLock
 }
 
-// managed is one stream: its config, its pipeline and broadcasters, and the
-// cancel of its running Run loop (nil while stopped / idle).
+// nameLock serialises the changes of one stream name; refs counts its holders
+// and waiters so that the entry goes once nobody needs it.
+type nameLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// lockName takes the change lock of a stream name and returns its release.
+func (m *Manager) lockName(name string) (unlock func()) {
+	m.namesMu.Lock()
+	if m.nameLocks == nil {
+		m.nameLocks = map[string]*nameLock{}
+	}
+	l := m.nameLocks[name]
+	if l == nil {
+		l = &nameLock{}
+		m.nameLocks[name] = l
+	}
+	l.refs++
+	m.namesMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		m.namesMu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(m.nameLocks, name)
+		}
+		m.namesMu.Unlock()
+	}
+}
+
+// errManagerClosed refuses changes after Close.
+var errManagerClosed = errors.New("stream manager closed")
+
+// managed is one stream: its config, its pipeline and broadcasters, and its
+// Run loop: cancel is set while a loop should run (nil while stopped / idle)
+// and done is closed once the last loop started has ended. Both under
+// Manager.mu.
 type managed struct {
 	cfg                StreamConfig
 	p                  *Pipeline
@@ -49,7 +97,7 @@ type managed struct {
 	idleSince          time.Time
 	// modelPath is the model file running now and prevModel the one it
 	// replaced (SwapModel / RollbackModel), each with its validation figures
-	// (nil if swapped in without); under Manager.swapMu, read under mu.
+	// (nil if swapped in without); written under the name lock and mu.
 	modelPath, prevModel string
 	modelVal, prevVal    *transport.ModelValidation
 	// pairs collects adaptation pairs when the stream has a main source.
@@ -59,7 +107,7 @@ type managed struct {
 // NewManager loads every stream's model and prepares its pipeline; nothing runs
 // until Run. A missing or broken model fails here, naming the file.
 func NewManager(cfg Config, log *slog.Logger) (*Manager, error) {
-	m := &Manager{log: log, streams: map[string]*managed{}}
+	m := &Manager{log: log, streams: map[string]*managed{}, reloadErr: map[string]string{}}
 	for name, sc := range cfg.Streams {
 		ms, err := buildStream(name, sc, log)
 		if err != nil {
@@ -133,21 +181,41 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// startLocked starts a stream's Run loop if it is not running. Callers hold m.mu.
+// startLocked starts a stream's Run loop if it is not running. Callers hold
+// m.mu. A loop that was just stopped (idle reaping) may still be ending: the
+// new one waits for it, so one pipeline never runs twice at once, and done
+// stands for every loop started so far.
 func (m *Manager) startLocked(ms *managed) {
 	if ms.cancel != nil || m.ctx == nil || m.ctx.Err() != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
-	ms.cancel, ms.done, ms.idleSince = cancel, make(chan struct{}), time.Time{}
+	prev, done := ms.done, make(chan struct{})
+	ms.cancel, ms.done, ms.idleSince = cancel, done, time.Time{}
 	m.wg.Add(1)
-	go func(p *Pipeline, done chan struct{}) {
+	go func(p *Pipeline) {
 		defer m.wg.Done()
 		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		if ctx.Err() != nil {
+			return
+		}
 		if err := p.Run(ctx); err != nil {
 			m.log.Error("stream stopped", "stream", p.Name, "err", err)
 		}
-	}(ms.p, ms.done)
+	}(ms.p)
+}
+
+// stopLocked cancels a stream's Run loop and returns a channel closed once it
+// has ended (nil if it never ran). Callers hold m.mu and wait after releasing it.
+func stopLocked(ms *managed) <-chan struct{} {
+	if ms.cancel != nil {
+		ms.cancel()
+		ms.cancel = nil
+	}
+	return ms.done
 }
 
 // startPairsLocked starts collecting adaptation pairs for a stream with a
@@ -159,19 +227,12 @@ func (m *Manager) startPairsLocked(name string, ms *managed) {
 	ms.pairs = startCollection(m.ctx, name, ms.cfg, ms.p.upscaler().Scale(), m.log)
 }
 
-// stop cancels a stream's Run loop and waits for it. Callers must not hold m.mu.
-func stop(ms *managed) {
-	if ms.cancel != nil {
-		ms.cancel()
-		<-ms.done
-		ms.cancel = nil
-	}
-}
-
-// reapIdle stops on-demand streams that have had no viewer for their idle timeout.
+// reapIdle stops on-demand streams that have had no viewer for their idle
+// timeout. It only cancels (under mu): whoever removes the stream later waits
+// for the loop through done, and a viewer's restart waits for it too.
 func (m *Manager) reapIdle(now time.Time) {
-	var idle []*managed
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	for _, ms := range m.streams {
 		if !ms.cfg.OnDemand || ms.cancel == nil {
 			continue
@@ -183,19 +244,8 @@ func (m *Manager) reapIdle(now time.Time) {
 		if ms.idleSince.IsZero() {
 			ms.idleSince = now
 		} else if now.Sub(ms.idleSince) >= ms.cfg.IdleTimeout {
-			idle = append(idle, ms)
-		}
-	}
-	m.mu.Unlock()
-	for _, ms := range idle {
-		m.log.Info("on-demand stream idle, stopping", "stream", ms.p.Name)
-		m.mu.Lock()
-		cancel, done := ms.cancel, ms.done
-		ms.cancel = nil
-		m.mu.Unlock()
-		if cancel != nil {
-			cancel()
-			<-done
+			m.log.Info("on-demand stream idle, stopping", "stream", ms.p.Name)
+			stopLocked(ms)
 		}
 	}
 }
@@ -204,39 +254,60 @@ func (m *Manager) reapIdle(now time.Time) {
 // stream is left alone (its viewers stay connected). The new stream's model is
 // loaded before the old one is touched, so a bad config changes nothing.
 func (m *Manager) Put(name string, sc StreamConfig) (changed bool, err error) {
+	_, changed, err = m.put(name, sc)
+	return changed, err
+}
+
+// put is Put that also says whether the name existed, decided under the
+// name's lock (so of concurrent creations exactly one reports created).
+func (m *Manager) put(name string, sc StreamConfig) (existed, changed bool, err error) {
 	sc, err = ValidateStream(name, sc)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
+	unlock := m.lockName(name)
+	defer unlock()
 	m.mu.RLock()
-	old := m.streams[name]
+	old, closed := m.streams[name], m.closed
 	m.mu.RUnlock()
+	if closed {
+		return false, false, fmt.Errorf("stream %q: %w", name, errManagerClosed)
+	}
 	if old != nil && reflect.DeepEqual(old.cfg, sc) {
-		return false, nil
+		return true, false, nil
 	}
 	ms, err := buildStream(name, sc, m.log)
 	if err != nil {
-		return false, fmt.Errorf("stream %q: %w", name, err)
+		return old != nil, false, fmt.Errorf("stream %q: %w", name, err)
 	}
 	if old != nil {
 		m.remove(name, old)
 	}
 	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		closeStream(ms, m.log)
+		return false, false, fmt.Errorf("stream %q: %w", name, errManagerClosed)
+	}
 	m.streams[name] = ms
+	delete(m.reloadErr, name)
 	if !sc.OnDemand {
 		m.startLocked(ms)
 	}
 	m.startPairsLocked(name, ms)
 	m.mu.Unlock()
 	m.log.Info("stream configured", "stream", name, "source", capture.Redact(sc.Source), "replaced", old != nil)
-	return true, nil
+	return old != nil, true, nil
 }
 
 // Delete removes a stream, closing its viewers.
 func (m *Manager) Delete(name string) error {
-	m.mu.RLock()
+	unlock := m.lockName(name)
+	defer unlock()
+	m.mu.Lock()
+	delete(m.reloadErr, name)
 	ms := m.streams[name]
-	m.mu.RUnlock()
+	m.mu.Unlock()
 	if ms == nil {
 		return fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
@@ -245,13 +316,18 @@ func (m *Manager) Delete(name string) error {
 	return nil
 }
 
+// remove takes a stream out, waits for its Run loop and releases it. Callers
+// hold the name's lock.
 func (m *Manager) remove(name string, ms *managed) {
 	m.mu.Lock()
 	if m.streams[name] == ms {
 		delete(m.streams, name)
 	}
+	done := stopLocked(ms)
 	m.mu.Unlock()
-	stop(ms)
+	if done != nil {
+		<-done
+	}
 	closeStream(ms, m.log)
 }
 
@@ -269,11 +345,26 @@ func closeStream(ms *managed, log *slog.Logger) {
 // Apply makes the running set match cfg (hot reload): streams that are gone are
 // removed, new and changed ones are (re)built, unchanged ones are untouched.
 // Every stream is tried; the errors of those that failed are returned together.
+//
+// A stream that fails (most often its model does not load) keeps running its
+// old settings, if it had any, and the error shows in List (config_error, or
+// state error for a stream that could not be added) and so in /healthz, until
+// a later change of that stream succeeds.
 func (m *Manager) Apply(cfg Config) error {
 	var errs []error
+	m.mu.Lock()
+	for name := range m.reloadErr {
+		if _, ok := cfg.Streams[name]; !ok {
+			delete(m.reloadErr, name)
+		}
+	}
+	m.mu.Unlock()
 	for _, name := range m.names() {
 		if _, ok := cfg.Streams[name]; !ok {
-			errs = append(errs, m.Delete(name))
+			// Gone meanwhile (an API DELETE) is what the file asks for too.
+			if err := m.Delete(name); err != nil && !errors.Is(err, ErrNotFound) {
+				errs = append(errs, err)
+			}
 		}
 	}
 	names := make([]string, 0, len(cfg.Streams))
@@ -282,9 +373,15 @@ func (m *Manager) Apply(cfg Config) error {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if _, err := m.Put(n, cfg.Streams[n]); err != nil {
+		_, err := m.Put(n, cfg.Streams[n])
+		m.mu.Lock()
+		if err != nil {
 			errs = append(errs, err)
+			m.reloadErr[n] = err.Error()
+		} else {
+			delete(m.reloadErr, n)
 		}
+		m.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }
@@ -297,8 +394,13 @@ func (m *Manager) Apply(cfg Config) error {
 // changed, so a config reload that leaves the stream alone keeps the swapped
 // model; one that changes the stream rebuilds it from its configured model.
 func (m *Manager) SwapModel(name, path string, v *transport.ModelValidation) (previous string, err error) {
-	m.swapMu.Lock()
-	defer m.swapMu.Unlock()
+	unlock := m.lockName(name)
+	defer unlock()
+	return m.swapNameLocked(name, path, v)
+}
+
+// swapNameLocked is SwapModel for a caller that holds the name's lock.
+func (m *Manager) swapNameLocked(name, path string, v *transport.ModelValidation) (previous string, err error) {
 	m.mu.RLock()
 	ms := m.streams[name]
 	m.mu.RUnlock()
@@ -316,13 +418,6 @@ func (m *Manager) SwapModel(name, path string, v *transport.ModelValidation) (pr
 		up.Close()
 		return "", fmt.Errorf("stream %q: swap model: %s is x%d but the stream runs x%d", name, path, up.Scale(), cur)
 	}
-	m.mu.RLock()
-	still := m.streams[name] == ms
-	m.mu.RUnlock()
-	if !still { // replaced or removed while the model loaded
-		up.Close()
-		return "", fmt.Errorf("stream %q: swap model: the stream was reconfigured meanwhile", name)
-	}
 	if err := ms.p.SwapUpscaler(up); err != nil {
 		return "", err
 	}
@@ -338,10 +433,10 @@ func (m *Manager) SwapModel(name, path string, v *transport.ModelValidation) (pr
 // RollbackModel switches a stream back to the model it ran before the last
 // SwapModel (a second rollback swaps forward again).
 func (m *Manager) RollbackModel(name string) (restored string, err error) {
-	m.swapMu.Lock()
+	unlock := m.lockName(name)
+	defer unlock()
 	m.mu.RLock()
 	ms := m.streams[name]
-	m.mu.RUnlock()
 	var (
 		prev    string
 		prevVal *transport.ModelValidation
@@ -349,14 +444,14 @@ func (m *Manager) RollbackModel(name string) (restored string, err error) {
 	if ms != nil {
 		prev, prevVal = ms.prevModel, ms.prevVal
 	}
-	m.swapMu.Unlock()
+	m.mu.RUnlock()
 	if ms == nil {
 		return "", fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
 	if prev == "" {
 		return "", fmt.Errorf("stream %q: no previous model to roll back to", name)
 	}
-	if _, err := m.SwapModel(name, prev, prevVal); err != nil {
+	if _, err := m.swapNameLocked(name, prev, prevVal); err != nil {
 		return "", fmt.Errorf("rollback: %w", err)
 	}
 	return prev, nil
@@ -364,11 +459,9 @@ func (m *Manager) RollbackModel(name string) (restored string, err error) {
 
 // ModelPaths returns the model file a stream runs and the one it replaced ("" if none).
 func (m *Manager) ModelPaths(name string) (current, previous string, ok bool) {
-	m.swapMu.Lock()
-	defer m.swapMu.Unlock()
 	m.mu.RLock()
+	defer m.mu.RUnlock()
 	ms := m.streams[name]
-	m.mu.RUnlock()
 	if ms == nil {
 		return "", "", false
 	}
@@ -400,12 +493,22 @@ func (m *Manager) names() []string {
 // Close stops every stream and releases encoders, viewers and ORT sessions.
 func (m *Manager) Close() {
 	m.mu.Lock()
+	m.closed = true
 	all := m.streams
 	m.streams = map[string]*managed{}
+	dones := map[string]<-chan struct{}{}
+	for name, ms := range all {
+		dones[name] = stopLocked(ms)
+	}
 	m.mu.Unlock()
-	for _, ms := range all {
-		stop(ms)
+	for name, ms := range all {
+		// A swap in progress finishes first (it hands its model to the pipeline).
+		unlock := m.lockName(name)
+		if done := dones[name]; done != nil {
+			<-done
+		}
 		closeStream(ms, m.log)
+		unlock()
 	}
 }
 
@@ -472,6 +575,7 @@ func (m *Manager) List() []transport.StreamStatus {
 			Scale: s.Scale, Model: s.Model, FPSIn: s.FPSIn, FPSOut: s.FPSOut, SRMillis: s.SRMillis,
 			LatencyMs: s.Latency, Viewers: s.Viewers, Reconnects: s.Reconnects,
 		}
+		out[i].ConfigError = m.reloadErr[s.Name]
 		if ms, ok := m.streams[s.Name]; ok {
 			out[i].ModelPath, out[i].ModelValidation = ms.modelPath, ms.modelVal
 			if ms.pairs != nil {
@@ -485,5 +589,26 @@ func (m *Manager) List() []transport.StreamStatus {
 			}
 		}
 	}
+	// A stream the config file adds but that could not be built is not
+	// running; it is listed so that /api/streams and /healthz show why.
+	var failed []string
+	for n := range m.reloadErr {
+		if _, ok := m.streams[n]; !ok {
+			failed = append(failed, n)
+		}
+	}
+	sort.Strings(failed)
+	for _, n := range failed {
+		out = append(out, transport.StreamStatus{Name: n, State: transport.StateError, Error: m.reloadErr[n], ConfigError: m.reloadErr[n]})
+	}
 	return out
+}
+
+// Has reports whether a stream is configured (transport: an unknown stream's
+// WHEP offer is a 404 whatever the offer holds), without starting it.
+func (m *Manager) Has(name string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	_, ok := m.streams[name]
+	return ok
 }

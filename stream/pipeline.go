@@ -67,6 +67,39 @@ type Pipeline struct {
 
 	framesIn, framesOut atomic.Uint64
 	srHist              histogram
+
+	closed atomic.Bool
+}
+
+// Process-wide pipeline accounting: pipelines built and not yet closed, and
+// the Run loops going per stream name. The manager must never run two
+// pipelines of one name at once (they would share the name's encoders,
+// relay path and camera); a second one is logged and counted in overlaps so
+// that a test sees it.
+var (
+	livePipelines atomic.Int64
+	runningMu     sync.Mutex
+	runningByName = map[string]int{}
+	overlaps      atomic.Int64
+)
+
+func (p *Pipeline) enterRun() {
+	runningMu.Lock()
+	runningByName[p.Name]++
+	n := runningByName[p.Name]
+	runningMu.Unlock()
+	if n > 1 {
+		overlaps.Add(1)
+		p.log.Error("two pipelines of one stream running at once", "running", n)
+	}
+}
+
+func (p *Pipeline) leaveRun() {
+	runningMu.Lock()
+	if runningByName[p.Name]--; runningByName[p.Name] <= 0 {
+		delete(runningByName, p.Name)
+	}
+	runningMu.Unlock()
 }
 
 // Status is a snapshot of a pipeline for the API, the page and metrics.
@@ -97,6 +130,7 @@ func NewPipeline(name string, cfg StreamConfig, open Opener, up, baseline sr.Ups
 		enhanced: enhanced, original: original, log: log.With("stream", name)}
 	p.status = Status{Name: name, Source: capture.Redact(cfg.Source), State: StateStarting,
 		Model: up.Name(), Scale: up.Scale()}
+	livePipelines.Add(1)
 	return p
 }
 
@@ -122,6 +156,8 @@ func (p *Pipeline) update(fn func(*Status)) {
 // frame, dimmed and labelled, is repeated about once a second; a source with
 // no frame for the watchdog time (default 20 s) is closed and reopened.
 func (p *Pipeline) Run(ctx context.Context) error {
+	p.enterRun()
+	defer p.leaveRun()
 	defer p.update(func(s *Status) { s.State = StateStopped })
 	if p.lastFrameAt.Load() != 0 {
 		// A restart (on-demand, replaced source): count the outage from now.
@@ -354,6 +390,11 @@ func (p *Pipeline) SwapUpscaler(next sr.Upscaler) error {
 		}
 	}
 	p.mu.Lock()
+	if p.closed.Load() { // Close has taken the models already
+		p.mu.Unlock()
+		next.Close()
+		return fmt.Errorf("stream %q: closed", p.Name)
+	}
 	old := p.pending // a swap that was not picked up yet is superseded
 	p.pending = next
 	var retired sr.Upscaler
@@ -417,6 +458,9 @@ func (p *Pipeline) retire(u sr.Upscaler) {
 
 // Close releases the upscalers (a pending swap's too).
 func (p *Pipeline) Close() error {
+	if !p.closed.Swap(true) {
+		livePipelines.Add(-1)
+	}
 	p.mu.Lock()
 	up, pending := p.up, p.pending
 	p.pending = nil

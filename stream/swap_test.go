@@ -198,6 +198,7 @@ func TestManagerSwapModelShowsItRollsBackAndIgnoresBadModels(t *testing.T) {
 		{"missing file", "/nonexistent/adapted.onnx", "/nonexistent/adapted.onnx"},
 		{"other scale", "../sr/testdata/conv_x2.onnx", "x2"},
 		{"broken model", "../sr/testdata/bad_nometa.onnx", "bad_nometa.onnx"},
+		{"NaN output", "../sr/testdata/bad_nan_x4.onnx", "not finite"},
 	} {
 		t.Run(bad.name, func(t *testing.T) {
 			if _, err := m.SwapModel("cam", bad.path, nil); err == nil || !strings.Contains(err.Error(), bad.want) {

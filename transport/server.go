@@ -21,6 +21,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +58,9 @@ type StreamStatus struct {
 	// ModelValidation is what the running model scored on the camera's
 	// held-out pairs when `danstream adapt` swapped it in (nil otherwise).
 	ModelValidation *ModelValidation `json:"model_validation,omitempty"`
+	// ConfigError is why the config file's last reload could not apply this
+	// stream's settings (it runs its earlier ones, if any); /healthz is degraded.
+	ConfigError string `json:"config_error,omitempty"`
 	// Pairs is the adaptation-pair collection of a stream with a main source.
 	Pairs      *PairsStatus `json:"pairs,omitempty"`
 	FPSIn      float64      `json:"fps_in"`
@@ -123,6 +127,25 @@ type Catalog interface {
 	// WHEP offer and per snapshot, so an on-demand manager may start the
 	// pipeline here and stop it when Viewers() stays 0.
 	Broadcaster(name, variant string) (*Broadcaster, bool)
+}
+
+// streamChecker is what a Catalog may add so that the server can tell an
+// unknown stream without Broadcaster's side effect (an on-demand start).
+type streamChecker interface {
+	Has(name string) bool
+}
+
+// hasStream reports whether a stream is configured, without starting it.
+func (s *Server) hasStream(name string) bool {
+	if c, ok := s.cat.(streamChecker); ok {
+		return c.Has(name)
+	}
+	for _, st := range s.cat.List() {
+		if st.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // ServerOptions configure the HTTP/WHEP server. Zero values pick defaults.
@@ -369,7 +392,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /{$}", s.page("web/index.html"))
 	m.HandleFunc("GET /streams/{name}", s.playerPage)
 	static, _ := fs.Sub(webFS, "web")
-	m.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(static)))
+	m.Handle("GET /assets/", http.StripPrefix("/assets/", noListing(static, http.FileServerFS(static))))
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /api/streams", s.apiStreams)
 	m.HandleFunc("GET /api/streams/{name}/snapshot.jpg", s.snapshot)
@@ -384,6 +407,22 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /metrics", s.metrics)
 	s.mux = m
 	s.h = s.guard(m)
+}
+
+// noListing answers 404 for a folder of static: the assets are files to
+// fetch, not a tree to browse (http.FileServer would list the folder).
+func noListing(static fs.FS, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimSuffix(r.URL.Path, "/")
+		if name == "" {
+			name = "."
+		}
+		if fi, err := fs.Stat(static, name); err == nil && fi.IsDir() {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) cors(h http.HandlerFunc) http.HandlerFunc {
@@ -427,6 +466,10 @@ func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.canRead(w, r, name) {
+		return
+	}
+	if !s.hasStream(name) { // before the offer's checks: this is what is wrong
+		http.Error(w, fmt.Sprintf("unknown stream %q", name), http.StatusNotFound)
 		return
 	}
 	if s.apiErr != nil {
@@ -582,7 +625,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ok := true
 	for _, st := range list {
 		states[st.Name] = st.State
-		if st.State == StateError {
+		if st.State == StateError || st.ConfigError != "" {
 			ok = false
 		}
 	}

@@ -123,6 +123,7 @@ func TestWHEPBadInputLeavesViewerPlaying(t *testing.T) {
 		{"malformed SDP", url, "application/sdp", "v=0\r\nthis is not sdp\r\n", http.StatusBadRequest, "malformed SDP"},
 		{"empty body", url, "application/sdp", "", http.StatusBadRequest, "empty"},
 		{"unknown stream", base + "/api/streams/nope/whep", "application/sdp", good, http.StatusNotFound, "nope"},
+		{"malformed SDP to an unknown stream", base + "/api/streams/nope/whep", "application/sdp", "v=0\r\nthis is not sdp\r\n", http.StatusNotFound, "nope"},
 		{"unknown variant", url + "?variant=sharpest", "application/sdp", good, http.StatusBadRequest, "variant"},
 		{"body over limit", url, "application/sdp", good + strings.Repeat("a=x-pad:0123456789\r\n", 2000), http.StatusRequestEntityTooLarge, "too large"},
 		{"no supported codec", url, "application/sdp", vp9only, http.StatusNotAcceptable, "VP8"},
@@ -276,6 +277,7 @@ func TestHTTPPagesHealthAndAPI(t *testing.T) {
 		{"/streams/cam", 200, "text/html", "/assets/player.js"},
 		{"/streams/nope", 404, "text/plain", "nope"},
 		{"/assets/style.css", 200, "text/css", "body"},
+		{"/assets/", 404, "text/plain", "not found"}, // no folder listing
 		{"/healthz", 200, "application/json", `"ok"`},
 		{"/api/streams", 200, "application/json", `"output_width": 64`},
 	}

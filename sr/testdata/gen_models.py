@@ -8,6 +8,7 @@ They follow the danstream ONNX contract (input "lr" [N,3,T,T] RGB 0..1, output "
   conv_x2_t64.onnx      the same at tile 64, overlap 8 (the DAN geometry), for cache benchmarks
   nearest_x4.onnx       nearest-neighbour x4 (tile 16, overlap 4): tiled output must equal a plain resize
   bad_*.onnx            contract violations the loader must reject with a clear message
+  bad_nan_x4.onnx       nearest x4 times NaN: loads, but its output is not finite (refused on warm-up)
 Deterministic (fixed seed); rerun: /usr/bin/python3 sr/testdata/gen_models.py
 """
 import os
@@ -35,6 +36,17 @@ class ConvX2(nn.Module):
 class NearestX4(nn.Module):
     def forward(self, x):
         return F.interpolate(x, scale_factor=4, mode="nearest")
+
+
+class NaNX4(nn.Module):
+    """A diverged model: the right shapes and metadata, NaN everywhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("k", torch.tensor(float("nan")))
+
+    def forward(self, x):
+        return F.interpolate(x, scale_factor=4, mode="nearest") * self.k
 
 
 def meta(scale, tile, overlap, name, **over):
@@ -89,6 +101,11 @@ def main():
     export(conv, 32, p("bad_overlap.onnx"), meta(2, 32, 16, "bad-overlap"))     # overlap >= tile/2
     export(conv, 32, p("bad_range.onnx"), meta(2, 32, 8, "bad-range", input_range="0,255"))
     export(conv, 32, p("bad_names.onnx"), meta(2, 32, 8, "bad-names"), in_name="input", out_name="output")
+    export_nan()
+
+
+def export_nan():
+    export(NaNX4().eval(), 16, os.path.join(HERE, "bad_nan_x4.onnx"), meta(4, 16, 4, "bad-nan-x4"))
 
 
 if __name__ == "__main__":

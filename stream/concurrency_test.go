@@ -1,0 +1,149 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/danstream/danstream/sr"
+	"github.com/danstream/danstream/transport"
+)
+
+// Every way a stream changes (API PUT and DELETE, a config reload, a model
+// swap, a viewer's demand and idle reaping of an on-demand stream) hammers one
+// name at once. At no instant may two pipelines of that name run, and once the
+// stream is deleted the pipelines, ONNX Runtime sessions and goroutines are
+// back where they were; the other stream is untouched. Run under -race, this
+// also covers the managed stream's cancel function.
+func TestConcurrentChangesOfOneStreamKeepOnePipeline(t *testing.T) {
+	other := testStream("synthetic:32x32@20")
+	m := startManager(t, Config{Streams: map[string]StreamConfig{"other": other}})
+	h := transport.NewServer(m, transport.ServerOptions{LoopbackOnly: true}).Handler()
+	waitFor(t, "other running", func() bool { return stateOf(m, "other") == StateRunning })
+	bOther, _ := m.Broadcaster("other", VariantEnhanced)
+	basePipes, baseSess, baseG := livePipelines.Load(), sr.LiveSessions(), runtime.NumGoroutine()
+	baseOverlaps := overlaps.Load()
+
+	cam := func(kbps int, onDemand bool) StreamConfig {
+		sc := testStream("synthetic:32x32@20")
+		sc.Bitrate, sc.OnDemand = kbps, onDemand
+		return sc
+	}
+	const workers, rounds = 8, 6
+	var wg sync.WaitGroup
+	errc := make(chan error, workers*rounds)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < rounds; i++ {
+				kbps := 1000 + 10*w + i
+				switch (w + i) % 6 {
+				case 0:
+					body := fmt.Sprintf(`{"source":"synthetic:32x32@20","bitrate_kbps":%d,%s}`, kbps, testModelJSON)
+					if code, b := apiDo(t, h, "PUT", "/api/streams/cam", body); code != 200 && code != 201 {
+						errc <- fmt.Errorf("PUT: %d %s", code, b)
+					}
+				case 1:
+					if code, b := apiDo(t, h, "DELETE", "/api/streams/cam", ""); code != 204 && code != 404 {
+						errc <- fmt.Errorf("DELETE: %d %s", code, b)
+					}
+				case 2: // a config reload with the stream changed
+					if err := m.Apply(Config{Streams: map[string]StreamConfig{"other": other, "cam": cam(kbps, i%2 == 0)}}); err != nil {
+						errc <- fmt.Errorf("reload with cam: %w", err)
+					}
+				case 3: // a config reload without it
+					if err := m.Apply(Config{Streams: map[string]StreamConfig{"other": other}}); err != nil {
+						errc <- fmt.Errorf("reload without cam: %w", err)
+					}
+				case 4:
+					if _, err := m.SwapModel("cam", testNearestX4, nil); err != nil && !errors.Is(err, ErrNotFound) {
+						errc <- fmt.Errorf("swap: %w", err)
+					}
+				case 5: // a viewer's demand starts an on-demand stream; the reaper stops it
+					m.Broadcaster("cam", VariantEnhanced)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	if err := m.Delete("cam"); err != nil && !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	waitFor(t, "pipelines and ONNX Runtime sessions back to their baseline", func() bool {
+		return livePipelines.Load() == basePipes && sr.LiveSessions() == baseSess
+	})
+	waitFor(t, "goroutines back to their baseline", func() bool { return runtime.NumGoroutine() <= baseG })
+	if n := overlaps.Load() - baseOverlaps; n != 0 {
+		t.Errorf("two pipelines of one stream ran at once %d times", n)
+	}
+	if b, _ := m.Broadcaster("other", VariantEnhanced); b != bOther || stateOf(m, "other") != StateRunning {
+		t.Error("the other stream was rebuilt or stopped")
+	}
+	t.Logf("pipelines %d, sessions %d, goroutines %d (baseline %d, %d, %d)",
+		livePipelines.Load(), sr.LiveSessions(), runtime.NumGoroutine(), basePipes, baseSess, baseG)
+}
+
+// A config reload whose model does not load keeps the stream on its old
+// settings, and says so in /api/streams (config_error) and /healthz
+// (degraded); a stream the reload adds but cannot build is listed as failed.
+// A reload that works clears both.
+func TestReloadWithAFailingModelShowsInStreamsAndHealthz(t *testing.T) {
+	m, path, write := startWatchedManager(t)
+	h := transport.NewServer(m, transport.ServerOptions{LoopbackOnly: true}).Handler()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go WatchConfig(ctx, path, 50*time.Millisecond, m, slog.Default())
+	waitFor(t, "a running", func() bool { return stateOf(m, "a") == StateRunning })
+
+	write("streams:\n" +
+		"  a: {source: 'synthetic:32x32@20', model: /nonexistent/changed.onnx, threads: 1}\n" +
+		"  b: {source: 'synthetic:32x32@20', model: /nonexistent/added.onnx, threads: 1}\n")
+	var code int
+	var body string
+	waitFor(t, "/healthz degraded", func() bool {
+		code, body = apiDo(t, h, "GET", "/healthz", "")
+		return code == http.StatusServiceUnavailable
+	})
+	if !strings.Contains(body, `"degraded"`) {
+		t.Fatalf("/healthz: %s", body)
+	}
+	var list struct {
+		Streams []transport.StreamStatus `json:"streams"`
+	}
+	_, body = apiDo(t, h, "GET", "/api/streams", "")
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]transport.StreamStatus{}
+	for _, s := range list.Streams {
+		got[s.Name] = s
+	}
+	if a := got["a"]; a.State != string(StateRunning) || !strings.Contains(a.ConfigError, "/nonexistent/changed.onnx") {
+		t.Errorf("a: state %q config_error %q: want running on its old settings, the error naming the model", a.State, a.ConfigError)
+	}
+	if b := got["b"]; b.State != transport.StateError || !strings.Contains(b.Error, "/nonexistent/added.onnx") {
+		t.Errorf("b: state %q error %q: want error naming the model", b.State, b.Error)
+	}
+
+	write(watchedBase)
+	waitFor(t, "/healthz ok after a reload that works", func() bool {
+		code, body = apiDo(t, h, "GET", "/healthz", "")
+		return code == http.StatusOK
+	})
+	if _, body = apiDo(t, h, "GET", "/api/streams", ""); strings.Contains(body, "config_error") || strings.Contains(body, `"b"`) {
+		t.Fatalf("/api/streams still shows the failed reload: %s", body)
+	}
+}
