@@ -14,6 +14,7 @@ import (
 
 	"github.com/danstream/danstream/adapt"
 	"github.com/danstream/danstream/internal/rtsptest"
+	"github.com/danstream/danstream/internal/testdep"
 	"github.com/danstream/danstream/sr"
 	"github.com/danstream/danstream/sr/offline"
 	"github.com/danstream/danstream/stream"
@@ -35,10 +36,10 @@ func TestAdaptLearnsFromTheStreamsOwnPairsAndSwapsOnlyIfValidationImproves(t *te
 		t.Fatalf("the committed pre-trained x2 checkpoint is missing: %v", err)
 	}
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("/usr/bin/python3 (with torch) not installed: run scripts/setup.sh --test")
+		testdep.Missing(t, "/usr/bin/python3 (with torch) not installed: run scripts/setup.sh --test")
 	}
 	if err := sr.InitRuntime(""); err != nil {
-		t.Skipf("ONNX Runtime not available: %v", err)
+		testdep.Missing(t, "ONNX Runtime not available: %v", err)
 	}
 	srv := rtsptest.Start(t)
 	cam := rtsptest.PublishTestCamera(t, srv, rtsptest.CameraOptions{})

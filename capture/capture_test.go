@@ -15,9 +15,10 @@ import (
 
 	"github.com/danstream/danstream/frame"
 	"github.com/danstream/danstream/internal/rtsptest"
+	"github.com/danstream/danstream/internal/testdep"
 )
 
-const vtest = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+const vtest = testdep.Vtest
 
 // checkMats fails the test if GoCV Mats allocated during it are not all closed
 // by the time it ends (needs -tags matprofile to count).
@@ -245,9 +246,7 @@ func TestSlowConsumerGetsNewestFrameAndDropsAreCounted(t *testing.T) {
 }
 
 func TestFileSource(t *testing.T) {
-	if _, err := os.Stat(vtest); err != nil {
-		t.Skipf("sample video %s absent (apt-get install opencv-doc): %v", vtest, err)
-	}
+	testdep.VtestAVI(t)
 	t.Run("plays to EOF with resize", func(t *testing.T) {
 		checkMats(t)
 		src, err := Open(ctxT(t, 10*time.Second), vtest, Options{Width: 160, Height: 120, AsFastAsPossible: true})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/danstream/danstream/frame"
+	"github.com/danstream/danstream/internal/testdep"
 )
 
 // crop cuts a w x h window at (x, y) out of f.
@@ -20,9 +21,10 @@ func crop(f frame.Frame, x, y, w, h int) frame.Frame {
 
 func TestPhaseShiftMeasuresAKnownTranslation(t *testing.T) {
 	checkMats(t)
+	testdep.VtestAVI(t)
 	src, err := Open(ctxT(t, 30*time.Second), vtest, Options{AsFastAsPossible: true})
 	if err != nil {
-		t.Skipf("vtest.avi footage not available: %v", err)
+		t.Fatal(err)
 	}
 	f, err := src.Next(ctxT(t, 30*time.Second))
 	src.Close()

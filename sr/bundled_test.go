@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/danstream/danstream/frame"
+	"github.com/danstream/danstream/internal/testdep"
 )
 
 // TestBundledModels_FollowContractAndTileConsistently loads each bundled DAN
@@ -23,7 +24,7 @@ func TestBundledModels_FollowContractAndTileConsistently(t *testing.T) {
 		t.Run(tc.file, func(t *testing.T) {
 			path, _ := FindAsset(filepath.Join("sr", "models", tc.file))
 			if path == "" {
-				t.Skipf("bundled model %s not present", tc.file)
+				testdep.Missing(t, "bundled model %s not present", tc.file)
 			}
 			u := load(t, path, ModelOptions{})
 			if u.Scale() != s {

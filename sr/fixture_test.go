@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/danstream/danstream/internal/testdep"
 )
 
 // TestDANFixture_ORTMatchesPyTorch runs the exported DAN fixture (made by
@@ -17,7 +19,7 @@ import (
 func TestDANFixture_ORTMatchesPyTorch(t *testing.T) {
 	meta, err := os.ReadFile("testdata/dan_fixture.json")
 	if err != nil {
-		t.Skipf("no DAN fixture yet (%v); sr/dan/export.py --fixture makes it", err)
+		testdep.Missing(t, "no DAN fixture yet (%v); sr/dan/export.py --fixture makes it", err)
 	}
 	var fx struct {
 		ONNX, Input, Output string

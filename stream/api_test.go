@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/danstream/danstream/internal/testdep"
 	"github.com/danstream/danstream/sr"
 	"github.com/danstream/danstream/transport"
 )
@@ -83,7 +84,7 @@ func FuzzAPIStreamJSON(f *testing.F) {
 		f.Add(s)
 	}
 	if err := sr.InitRuntime(""); err != nil {
-		f.Skipf("ONNX Runtime not available (run scripts/setup.sh): %v", err)
+		testdep.Missing(f, "ONNX Runtime not available (run scripts/setup.sh): %v", err)
 	}
 	// Not Run: streams are built (model loaded) but never started, so only the API path is exercised.
 	m, err := NewManager(Config{Streams: map[string]StreamConfig{}}, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/danstream/danstream/internal/testdep"
 	"github.com/danstream/danstream/sr"
 	"github.com/danstream/danstream/transport"
 )
@@ -111,7 +112,7 @@ func TestEnvPasswordCannotGrantAdminOverHTTP(t *testing.T) {
 		t.Errorf("users = %d, admin %v, password kept whole: %v", len(u), len(u) == 1 && u[0].Admin, len(u) == 1 && u[0].Pass == pass)
 	}
 	if err := sr.InitRuntime(""); err != nil {
-		t.Skipf("ONNX Runtime not available (run scripts/setup.sh): %v", err)
+		testdep.Missing(t, "ONNX Runtime not available (run scripts/setup.sh): %v", err)
 	}
 	m, err := NewManager(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) // not Run: only the API is asked
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/danstream/danstream/internal/testdep"
 	"github.com/danstream/danstream/sr"
 )
 
@@ -20,7 +21,7 @@ func testStream(src string) StreamConfig {
 func startManager(t *testing.T, cfg Config) *Manager {
 	t.Helper()
 	if err := sr.InitRuntime(""); err != nil {
-		t.Skipf("ONNX Runtime not available (run scripts/setup.sh): %v", err)
+		testdep.Missing(t, "ONNX Runtime not available (run scripts/setup.sh): %v", err)
 	}
 	for n, s := range cfg.Streams {
 		v, err := ValidateStream(n, s)

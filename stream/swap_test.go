@@ -11,6 +11,7 @@ import (
 
 	"github.com/danstream/danstream/capture"
 	"github.com/danstream/danstream/frame"
+	"github.com/danstream/danstream/internal/testdep"
 	"github.com/danstream/danstream/sr"
 	"github.com/danstream/danstream/transport"
 )
@@ -74,7 +75,7 @@ func (t *tagged) Close() error { t.closed.Store(true); return t.Upscaler.Close()
 func loadTagged(t testing.TB, path string) *tagged {
 	t.Helper()
 	if err := sr.InitRuntime(""); err != nil {
-		t.Skipf("ONNX Runtime not available (run scripts/setup.sh): %v", err)
+		testdep.Missing(t, "ONNX Runtime not available (run scripts/setup.sh): %v", err)
 	}
 	u, err := sr.LoadModel(path, sr.ModelOptions{Threads: 1, Cache: true})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/danstream/danstream/internal/testdep"
 	"github.com/danstream/danstream/sr"
 	"github.com/danstream/danstream/stream"
 )
@@ -17,11 +18,11 @@ import (
 func startTestServer(t *testing.T) *inProcess {
 	t.Helper()
 	if err := sr.InitRuntime(""); err != nil {
-		t.Skipf("ONNX Runtime library not available (run scripts/setup.sh): %v", err)
+		testdep.Missing(t, "ONNX Runtime library not available (run scripts/setup.sh): %v", err)
 	}
 	model := "../../sr/testdata/nearest_x4.onnx"
 	if _, err := os.Stat(model); err != nil {
-		t.Skipf("test model missing: %v", err)
+		testdep.Missing(t, "test model missing: %v", err)
 	}
 	cfg, err := stream.ParseConfig([]byte(`
 rtsp: {disabled: true}

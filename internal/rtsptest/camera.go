@@ -3,12 +3,13 @@ package rtsptest
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/danstream/danstream/internal/testdep"
 )
 
 // VTest is OpenCV's sample surveillance clip (768x576, 10 fps, people walking
@@ -73,12 +74,7 @@ func PublishTestCamera(tb testing.TB, s *Server, opts CameraOptions) *Camera {
 	tb.Helper()
 	o := opts.withDefaults()
 	bin := Need(tb, "ffmpeg", "apt-get install ffmpeg")
-	if _, err := os.Stat(o.Video); err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("rtsptest: test camera footage %s missing (apt-get install opencv-doc); CI=true requires it: %v", o.Video, err)
-		}
-		tb.Skipf("rtsptest: test camera footage %s missing (apt-get install opencv-doc): %v", o.Video, err)
-	}
+	testdep.File(tb, o.Video, "rtsptest: the test camera's footage; apt-get install opencv-doc")
 	cam := &Camera{MainURL: s.URL(o.MainPath), SubURL: s.URL(o.SubPath), Options: o}
 	// split feeds both encoders the same decoded frame, so frame n of main
 	// and frame n of sub are one sensor instant.

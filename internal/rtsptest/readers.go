@@ -12,21 +12,19 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/danstream/danstream/internal/testdep"
 )
 
-// Need returns the path of a program a test needs. When it is missing the
-// test is skipped, except under CI=true, where it fails: CI must run every test.
+// Need returns the path of a program a test needs; when it is missing the
+// test skips, or fails under CI=true (internal/testdep).
 func Need(tb testing.TB, bin, install string) string {
 	tb.Helper()
 	p, err := exec.LookPath(bin)
-	if err == nil {
-		return p
+	if err != nil {
+		testdep.Missing(tb, "%s not installed (%s)", bin, install)
 	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatalf("%s not installed (%s); CI=true requires it", bin, install)
-	}
-	tb.Skipf("%s not installed (%s)", bin, install)
-	return ""
+	return p
 }
 
 // Reader is a real RTSP client process decoding a stream (ffmpeg or

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/danstream/danstream/internal/testdep"
 )
 
 // writePNG writes a w x h picture with edges and texture (something SR has work to do on).
@@ -64,9 +66,8 @@ func TestEnhanceImageAtEachBundledScale(t *testing.T) {
 }
 
 func TestEnhanceVideoAndRejectTruncatedFile(t *testing.T) {
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed (scripts/setup.sh installs it)")
-	}
+	testdep.Command(t, "ffmpeg")
+	testdep.Command(t, "ffprobe")
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.mp4")
 	if out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10",

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/danstream/danstream/internal/rtsptest"
+	"github.com/danstream/danstream/internal/testdep"
 )
 
 // testModel keeps SR cheap where the test is about operations, not pictures.
@@ -99,6 +100,7 @@ func selfSigned(t *testing.T) (certFile, keyFile string, client *tls.Config) {
 // TLS, every endpoint refuses a caller without credentials (401), a read
 // token cannot use the admin API (403), and no secret reaches the log or the API.
 func TestAuthOnNonLoopbackBindOverTLS(t *testing.T) {
+	testdep.Command(t, "ffprobe") // RTSP's credentials are checked with a real client
 	const (
 		readTok  = "e2e-read-token-5f3c9a1b"
 		adminTok = "e2e-admin-token-77d1e0c2"
@@ -194,7 +196,7 @@ streams:
 	v := connectWHEP(t, c, base, "cam", "?token="+readTok)
 	waitUntil(t, "RTP to the token viewer", 60*time.Second, func() bool { return v.Packets.Load() > 10 })
 	// RTSP wants credentials too.
-	if _, err := exec.LookPath("ffprobe"); err == nil {
+	{
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-rtsp_transport", "tcp",
