@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/danstream/danstream/internal/shard"
 	"github.com/danstream/danstream/transport"
 	"github.com/danstream/danstream/transport/rtsp"
 )
@@ -28,6 +29,9 @@ type Config struct {
 	Auth        AuthConfig              `yaml:"auth"`
 	TLS         TLSConfig               `yaml:"tls"`
 	Streams     map[string]StreamConfig `yaml:"streams"`
+	// Shard "i/N" serves only this shard's streams of a config shared by N
+	// processes (ForShard; serve --shard overrides it). Empty: every stream.
+	Shard string `yaml:"shard"`
 }
 
 // AuthConfig lists who may do what. Empty: no authentication, which serve
@@ -467,6 +471,9 @@ func (c *Config) validate(line func(path ...string) int) error {
 	}
 	if len(c.Streams) == 0 {
 		bad([]string{"streams"}, "no streams configured")
+	}
+	if _, err := shard.Parse(c.Shard); err != nil {
+		bad([]string{"shard"}, "%v", err)
 	}
 	names := make([]string, 0, len(c.Streams))
 	for n := range c.Streams {

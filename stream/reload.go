@@ -14,6 +14,14 @@ import (
 // restart. Each hook (e.g. swapping the credentials) runs before the streams
 // are applied; one that fails rejects the whole reload.
 func WatchConfig(ctx context.Context, path string, every time.Duration, m *Manager, log *slog.Logger, hooks ...func(Config) error) {
+	WatchShardConfig(ctx, path, every, "", m, log, hooks...)
+}
+
+// WatchShardConfig is WatchConfig for one shard: each reloaded file keeps
+// only the streams of shardOverride ("i/N", serve --shard) or, when that is
+// empty, of the file's own shard key, so a changed shard count in a shared
+// file (a Kubernetes ConfigMap) moves streams without restarting the process.
+func WatchShardConfig(ctx context.Context, path string, every time.Duration, shardOverride string, m *Manager, log *slog.Logger, hooks ...func(Config) error) {
 	stamp := func() (time.Time, int64) {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -36,6 +44,9 @@ func WatchConfig(ctx context.Context, path string, every time.Duration, m *Manag
 		}
 		lastMod, lastSize = mod, size
 		cfg, err := LoadConfig(path)
+		if err == nil {
+			cfg, err = cfg.ForShard(shardOverride)
+		}
 		if err != nil {
 			log.Error("config reload rejected; keeping the running streams", "err", err)
 			continue
@@ -55,6 +66,6 @@ func WatchConfig(ctx context.Context, path string, every time.Duration, m *Manag
 			log.Error("config reload applied with errors", "err", err)
 			continue
 		}
-		log.Info("config reloaded", "path", path, "streams", len(cfg.Streams))
+		log.Info("config reloaded", "path", path, "streams", len(cfg.Streams), "shard", cfg.Shard)
 	}
 }

@@ -27,10 +27,14 @@ func runServe(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "", "override http.listen (host:port)")
 	reload := fs.Duration("reload-every", 2*time.Second, "check the config file for changes this often and apply them (0: off)")
 	rtspListen := fs.String("rtsp-listen", "", "override rtsp.listen (host:port)")
+	shardSpec := fs.String("shard", "", "serve only shard INDEX/COUNT of the config's streams (rendezvous hashing of the names; overrides the config's shard key)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	cfg, err := stream.LoadConfig(*cfgPath)
+	if err == nil {
+		cfg, err = cfg.ForShard(*shardSpec)
+	}
 	if err != nil {
 		return err
 	}
@@ -83,7 +87,10 @@ func runServe(ctx context.Context, args []string) error {
 			authz.Set(c.Auth.Rules())
 			return nil
 		}
-		g.Go(func() error { stream.WatchConfig(ctx, *cfgPath, *reload, mgr, slog.Default(), reloadAuth); return nil })
+		g.Go(func() error {
+			stream.WatchShardConfig(ctx, *cfgPath, *reload, *shardSpec, mgr, slog.Default(), reloadAuth)
+			return nil
+		})
 	}
 	g.Go(func() error { return srv.Run(ctx, cfg.HTTP.Listen) })
 	if !cfg.RTSP.Disabled {
@@ -95,7 +102,7 @@ func runServe(ctx context.Context, args []string) error {
 	if tlsCfg != nil {
 		scheme = "https://"
 	}
-	slog.Info("serving", "url", scheme+cfg.HTTP.Listen, "streams", len(cfg.Streams), "auth", authz.Enabled())
+	slog.Info("serving", "url", scheme+cfg.HTTP.Listen, "streams", len(cfg.Streams), "shard", cfg.Shard, "auth", authz.Enabled())
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

@@ -95,7 +95,15 @@ func startServeEnv(t *testing.T, config string, env ...string) *server {
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = exec.Command(binPath, "serve", "--config", cfg)
+	s.launch(t, []string{"serve", "--config", cfg}, env...)
+	return s
+}
+
+// launch runs the binary with args, stops it at cleanup and waits until its
+// HTTP port (s.http) accepts connections.
+func (s *server) launch(t *testing.T, args []string, env ...string) {
+	t.Helper()
+	s.cmd = exec.Command(binPath, args...)
 	s.cmd.Dir = repoRoot
 	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s, s
@@ -126,12 +134,11 @@ func startServeEnv(t *testing.T, config string, env ...string) *server {
 		}
 		if c, err := net.Dial("tcp", s.http); err == nil {
 			c.Close()
-			return s
+			return
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("serve not listening on %s\n%s", s.http, s.logs())
-	return nil
 }
 
 func portOf(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }

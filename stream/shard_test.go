@@ -1,0 +1,142 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/danstream/danstream/internal/shard"
+)
+
+func sharedConfig(shardKey string, names ...string) string {
+	var b strings.Builder
+	if shardKey != "" {
+		fmt.Fprintf(&b, "shard: %q\n", shardKey)
+	}
+	b.WriteString("streams:\n")
+	for _, n := range names {
+		fmt.Fprintf(&b, "  %s: {source: 'synthetic:32x32@20', model: ../sr/testdata/nearest_x4.onnx, threads: 1}\n", n)
+	}
+	return b.String()
+}
+
+func TestShardKeyIsValidatedWithItsLine(t *testing.T) {
+	_, err := ParseConfig([]byte(sharedConfig("3/3", "a")))
+	if err == nil || !strings.Contains(err.Error(), "line 1: shard:") {
+		t.Fatalf("shard 3/3 accepted or not named with its line: %v", err)
+	}
+	t.Setenv("TEST_SHARD_INDEX", "1") // as the chart's ConfigMap: shard: "${DANSTREAM_SHARD_INDEX}/N"
+	c, err := ParseConfig([]byte(sharedConfig("${TEST_SHARD_INDEX}/2", "a")))
+	if err != nil || c.Shard != "1/2" {
+		t.Fatalf("shard from the environment: %q, %v", c.Shard, err)
+	}
+}
+
+// TestForShardServesEveryStreamExactlyOnce: N shards of one file partition
+// its streams as internal/shard assigns them; the serve flag wins over the key.
+func TestForShardServesEveryStreamExactlyOnce(t *testing.T) {
+	var names []string
+	for i := 0; i < 40; i++ {
+		names = append(names, fmt.Sprintf("cam%02d", i))
+	}
+	cfg, err := ParseConfig([]byte(sharedConfig("0/2", names...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	seen := map[string]int{}
+	for i := 0; i < n; i++ {
+		c, err := cfg.ForShard(fmt.Sprintf("%d/%d", i, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Shard != fmt.Sprintf("%d/%d", i, n) {
+			t.Fatalf("ForShard kept shard %q", c.Shard)
+		}
+		for name := range c.Streams {
+			seen[name]++
+			if o := shard.Owner(name, n); o != i {
+				t.Errorf("%s served by shard %d, owner is %d", name, i, o)
+			}
+		}
+	}
+	for _, name := range names {
+		if seen[name] != 1 {
+			t.Errorf("%s served %d times by %d shards", name, seen[name], n)
+		}
+	}
+	whole, _ := cfg.ForShard("")
+	if whole.Shard != "0/2" || len(whole.Streams) >= len(names) {
+		t.Errorf("without an override the file's shard key applies: %q, %d streams", whole.Shard, len(whole.Streams))
+	}
+	if _, err := cfg.ForShard("2/2"); err == nil {
+		t.Error("ForShard accepted 2/2")
+	}
+}
+
+// TestReloadWithMoreShardsStopsOnlyTheMovedStreams: a shared file (a
+// ConfigMap) going from 1 to 2 shards stops, on shard 0, exactly the streams
+// shard 1 now owns; the kept streams are not rebuilt (their viewers stay).
+func TestReloadWithMoreShardsStopsOnlyTheMovedStreams(t *testing.T) {
+	names := []string{"a", "b", "c", "d", "e", "f"}
+	path := t.TempDir() + "/c.yaml"
+	if err := os.WriteFile(path, []byte(sharedConfig("0/1", names...)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err == nil {
+		cfg, err = cfg.ForShard("")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startManager(t, cfg)
+	var kept, moved []string
+	for _, n := range names {
+		if shard.Owner(n, 2) == 0 {
+			kept = append(kept, n)
+		} else {
+			moved = append(moved, n)
+		}
+	}
+	if len(kept) == 0 || len(moved) == 0 {
+		t.Fatalf("test premise: names split %v / %v", kept, moved)
+	}
+	before := map[string]any{}
+	for _, n := range kept {
+		waitFor(t, n+" running", func() bool { return stateOf(m, n) == StateRunning })
+		before[n], _ = m.Broadcaster(n, VariantEnhanced)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go WatchConfig(ctx, path, 50*time.Millisecond, m, slog.Default())
+	// Rewritten (a growing comment changes the size) until seen: WatchConfig's
+	// first stamp of the file may come after any one write.
+	writes := 0
+	waitFor(t, "the moved streams to stop", func() bool {
+		if len(m.names()) == len(kept) {
+			return true
+		}
+		writes++
+		text := sharedConfig("0/2", names...) + "#" + strings.Repeat(".", writes) + "\n"
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return false
+	})
+	got := m.names()
+	sort.Strings(got)
+	if strings.Join(got, ",") != strings.Join(kept, ",") {
+		t.Fatalf("shard 0 of 2 serves %v, want %v", got, kept)
+	}
+	for _, n := range kept {
+		if b, _ := m.Broadcaster(n, VariantEnhanced); any(b) != before[n] {
+			t.Errorf("kept stream %s was rebuilt by the reshard", n)
+		}
+	}
+}
