@@ -11,6 +11,7 @@ import (
 
 	"github.com/danstream/danstream/internal/testdep"
 	"github.com/danstream/danstream/sr"
+	"github.com/danstream/danstream/transport"
 )
 
 // testStream uses the tiny test model in sr/testdata so these tests need no trained model.
@@ -149,20 +150,39 @@ func TestWatchConfigAppliesEditsAndIgnoresBrokenFiles(t *testing.T) {
 	}
 }
 
-func TestWriteMetricsExposesPerStreamAndProcessSeries(t *testing.T) {
+// /metrics is client_golang's exposition of the manager's collector with Go's
+// runtime and the process collectors: the series names of the hand-written
+// exposition it replaced, plus go_* and the process's CPU and file descriptors.
+func TestMetricsExposePerStreamProcessAndGoSeries(t *testing.T) {
 	m := startManager(t, Config{Streams: map[string]StreamConfig{"cam-1": testStream("synthetic:32x32@20")}})
 	waitFor(t, "cam-1 running", func() bool { return stateOf(m, "cam-1") == StateRunning })
-	var buf strings.Builder
-	m.WriteMetrics(&buf)
-	out := buf.String()
+	waitFor(t, "a frame enhanced", func() bool {
+		for _, s := range m.Statuses() {
+			if s.Name == "cam-1" && s.FPSOut > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	h := transport.NewServer(m, transport.ServerOptions{LoopbackOnly: true}).Handler()
+	code, out := apiDo(t, h, "GET", "/metrics", "")
+	if code != 200 {
+		t.Fatalf("/metrics: %d\n%s", code, out)
+	}
 	for _, want := range []string{
-		`danstream_stream_up{stream="cam-1",state="running"} 1`,
+		`danstream_stream_up{state="running",stream="cam-1"} 1`,
 		`danstream_stream_sr_ms_bucket{stream="cam-1",le="+Inf"}`,
+		`danstream_stream_sr_ms_count{stream="cam-1"}`,
 		`danstream_stream_tiles_inferred_total{stream="cam-1"}`,
 		`danstream_stream_bytes_sent_total{stream="cam-1",variant="original"}`,
 		`danstream_stream_reconnects_total{stream="cam-1"} 0`,
+		"# TYPE danstream_stream_frames_total counter",
 		"danstream_process_goroutines ",
 		"danstream_process_resident_memory_bytes ",
+		"danstream_process_cpu_seconds_total ",
+		"danstream_process_open_fds ",
+		"go_goroutines ",
+		"go_memstats_heap_alloc_bytes ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics lack %q", want)

@@ -1,13 +1,10 @@
 package stream
 
 import (
-	"fmt"
-	"io"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/danstream/danstream/capture"
 	"github.com/danstream/danstream/sr"
@@ -33,20 +30,119 @@ func (h *histogram) observe(ms float64) {
 	h.sumUs.Add(uint64(ms * 1000))
 }
 
-// WriteMetrics writes every stream's and the process's metrics in the
-// Prometheus text exposition format (version 0.0.4).
-func (m *Manager) WriteMetrics(w io.Writer) {
-	type row struct {
-		st  Status
-		p   *Pipeline
-		del [2]struct{ bytes, frames, drops uint64 }
-		srm sr.Metrics
+// Descriptions of the manager's metrics (Prometheus names kept from the
+// hand-written exposition they replace; dashboards depend on them).
+var (
+	descUp = prometheus.NewDesc("danstream_stream_up", "1 if the stream is running, 0 otherwise (state label says why).", []string{"stream", "state"}, nil)
+	gauges = []struct {
+		desc *prometheus.Desc
+		v    func(metricsRow) float64
+	}{
+		{streamDesc("danstream_stream_fps_in", "Frames per second taken from the source (2 s window)."), func(r metricsRow) float64 { return r.st.FPSIn }},
+		{streamDesc("danstream_stream_fps_out", "Enhanced frames per second handed to the encoders."), func(r metricsRow) float64 { return r.st.FPSOut }},
+		{streamDesc("danstream_stream_viewers", "Connected viewers (WebRTC and RTSP, both variants)."), func(r metricsRow) float64 { return float64(r.st.Viewers) }},
+		{streamDesc("danstream_stream_latency_ms", "Capture timestamp to encoder hand-off, moving average."), func(r metricsRow) float64 { return r.st.Latency }},
 	}
-	var rows []row
+	counters = []struct {
+		desc *prometheus.Desc
+		v    func(metricsRow) uint64
+	}{
+		{streamDesc("danstream_stream_frames_total", "Frames enhanced."), func(r metricsRow) uint64 { return r.p.framesOut.Load() }},
+		{streamDesc("danstream_stream_source_dropped_frames_total", "Frames the source dropped because SR was busy (newest frame wins)."), func(r metricsRow) uint64 { return r.st.Dropped }},
+		{streamDesc("danstream_stream_reconnects_total", "Source reconnect attempts."), func(r metricsRow) uint64 { return r.st.Reconnects }},
+		{streamDesc("danstream_stream_tiles_inferred_total", "SR tiles run through the model."), func(r metricsRow) uint64 { return r.srm.TilesInferred }},
+		{streamDesc("danstream_stream_tiles_reused_total", "SR tiles served from the temporal tile cache."), func(r metricsRow) uint64 { return r.srm.TilesReused }},
+	}
+	variantCounters = []struct {
+		desc *prometheus.Desc
+		v    func(metricsRow, int) uint64
+	}{
+		{variantDesc("danstream_stream_bytes_sent_total", "Encoded bytes produced (each sent to every viewer of its codec)."), func(r metricsRow, i int) uint64 { return r.del[i].bytes }},
+		{variantDesc("danstream_stream_encoded_frames_total", "Frames encoded (once per codec in use, shared by all viewers)."), func(r metricsRow, i int) uint64 { return r.del[i].frames }},
+		{variantDesc("danstream_stream_viewer_drops_total", "Samples dropped for slow viewers."), func(r metricsRow, i int) uint64 { return r.del[i].drops }},
+	}
+	descSR         = streamDesc("danstream_stream_sr_ms", "Time of the SR stage per frame, milliseconds.")
+	descGoroutines = prometheus.NewDesc("danstream_process_goroutines", "Goroutines in the process.", nil, nil)
+	descMats       = prometheus.NewDesc("danstream_process_gocv_mats", "Live GoCV Mats (C memory; counted in -tags matprofile builds).", nil, nil)
+)
+
+func streamDesc(name, help string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, []string{"stream"}, nil)
+}
+
+func variantDesc(name, help string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, []string{"stream", "variant"}, nil)
+}
+
+// metricsRow is one stream's figures, read under the manager's lock.
+type metricsRow struct {
+	st  Status
+	p   *Pipeline
+	del [2]struct{ bytes, frames, drops uint64 }
+	srm sr.Metrics
+}
+
+// Describe implements prometheus.Collector.
+func (m *Manager) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descUp
+	for _, g := range gauges {
+		ch <- g.desc
+	}
+	for _, c := range counters {
+		ch <- c.desc
+	}
+	for _, c := range variantCounters {
+		ch <- c.desc
+	}
+	ch <- descSR
+	ch <- descGoroutines
+	ch <- descMats
+}
+
+// Collect implements prometheus.Collector: every stream's figures at the
+// moment of the scrape, and the process's goroutines and GoCV Mats (the
+// transport registers Go's runtime and process collectors beside it).
+func (m *Manager) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range m.metricsRows() {
+		name := r.st.Name
+		up := 0.0
+		if r.st.State == StateRunning {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, name, string(r.st.State))
+		for _, g := range gauges {
+			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, g.v(r), name)
+		}
+		for _, c := range counters {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(c.v(r)), name)
+		}
+		for _, c := range variantCounters {
+			for i, v := range []string{VariantEnhanced, VariantOriginal} {
+				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(c.v(r, i)), name, v)
+			}
+		}
+		buckets := make(map[float64]uint64, len(srBuckets))
+		var cum uint64
+		for i, le := range srBuckets {
+			cum += r.p.srHist.counts[i].Load()
+			buckets[le] = cum
+		}
+		cum += r.p.srHist.counts[len(srBuckets)].Load()
+		ch <- prometheus.MustNewConstHistogram(descSR, cum, float64(r.p.srHist.sumUs.Load())/1000, buckets, name)
+	}
+	ch <- prometheus.MustNewConstMetric(descGoroutines, prometheus.GaugeValue, float64(runtime.NumGoroutine()))
+	if n, ok := capture.MatCount(); ok {
+		ch <- prometheus.MustNewConstMetric(descMats, prometheus.GaugeValue, float64(n))
+	}
+}
+
+func (m *Manager) metricsRows() []metricsRow {
+	var rows []metricsRow
 	m.mu.RLock()
+	defer m.mu.RUnlock()
 	for _, n := range m.namesLocked() {
 		ms := m.streams[n]
-		r := row{st: ms.p.Status(), p: ms.p}
+		r := metricsRow{st: ms.p.Status(), p: ms.p}
 		if ms.cfg.OnDemand && ms.cancel == nil {
 			r.st.State = StateIdle
 		}
@@ -63,99 +159,5 @@ func (m *Manager) WriteMetrics(w io.Writer) {
 		}
 		rows = append(rows, r)
 	}
-	m.mu.RUnlock()
-
-	metric := func(name, typ, help string) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-	}
-	lbl := func(s string) string { return strconv.Quote(s) }
-	metric("danstream_stream_up", "gauge", "1 if the stream is running, 0 otherwise (state label says why).")
-	for _, r := range rows {
-		up := 0
-		if r.st.State == StateRunning {
-			up = 1
-		}
-		fmt.Fprintf(w, "danstream_stream_up{stream=%s,state=%s} %d\n", lbl(r.st.Name), lbl(string(r.st.State)), up)
-	}
-	gauges := []struct {
-		name, help string
-		v          func(row) float64
-	}{
-		{"danstream_stream_fps_in", "Frames per second taken from the source (2 s window).", func(r row) float64 { return r.st.FPSIn }},
-		{"danstream_stream_fps_out", "Enhanced frames per second handed to the encoders.", func(r row) float64 { return r.st.FPSOut }},
-		{"danstream_stream_viewers", "Connected viewers (WebRTC and RTSP, both variants).", func(r row) float64 { return float64(r.st.Viewers) }},
-		{"danstream_stream_latency_ms", "Capture timestamp to encoder hand-off, moving average.", func(r row) float64 { return r.st.Latency }},
-	}
-	for _, g := range gauges {
-		metric(g.name, "gauge", g.help)
-		for _, r := range rows {
-			fmt.Fprintf(w, "%s{stream=%s} %g\n", g.name, lbl(r.st.Name), g.v(r))
-		}
-	}
-	counters := []struct {
-		name, help string
-		v          func(row) uint64
-	}{
-		{"danstream_stream_frames_total", "Frames enhanced.", func(r row) uint64 { return r.p.framesOut.Load() }},
-		{"danstream_stream_source_dropped_frames_total", "Frames the source dropped because SR was busy (newest frame wins).", func(r row) uint64 { return r.st.Dropped }},
-		{"danstream_stream_reconnects_total", "Source reconnect attempts.", func(r row) uint64 { return r.st.Reconnects }},
-		{"danstream_stream_tiles_inferred_total", "SR tiles run through the model.", func(r row) uint64 { return r.srm.TilesInferred }},
-		{"danstream_stream_tiles_reused_total", "SR tiles served from the temporal tile cache.", func(r row) uint64 { return r.srm.TilesReused }},
-	}
-	for _, c := range counters {
-		metric(c.name, "counter", c.help)
-		for _, r := range rows {
-			fmt.Fprintf(w, "%s{stream=%s} %d\n", c.name, lbl(r.st.Name), c.v(r))
-		}
-	}
-	for _, c := range []struct {
-		name, help string
-		v          func(row, int) uint64
-	}{
-		{"danstream_stream_bytes_sent_total", "Encoded bytes produced (each sent to every viewer of its codec).", func(r row, i int) uint64 { return r.del[i].bytes }},
-		{"danstream_stream_encoded_frames_total", "Frames encoded (once per codec in use, shared by all viewers).", func(r row, i int) uint64 { return r.del[i].frames }},
-		{"danstream_stream_viewer_drops_total", "Samples dropped for slow viewers.", func(r row, i int) uint64 { return r.del[i].drops }},
-	} {
-		metric(c.name, "counter", c.help)
-		for _, r := range rows {
-			for i, v := range []string{VariantEnhanced, VariantOriginal} {
-				fmt.Fprintf(w, "%s{stream=%s,variant=%s} %d\n", c.name, lbl(r.st.Name), lbl(v), c.v(r, i))
-			}
-		}
-	}
-	metric("danstream_stream_sr_ms", "histogram", "Time of the SR stage per frame, milliseconds.")
-	for _, r := range rows {
-		var cum uint64
-		for i, le := range srBuckets {
-			cum += r.p.srHist.counts[i].Load()
-			fmt.Fprintf(w, "danstream_stream_sr_ms_bucket{stream=%s,le=\"%g\"} %d\n", lbl(r.st.Name), le, cum)
-		}
-		cum += r.p.srHist.counts[len(srBuckets)].Load()
-		fmt.Fprintf(w, "danstream_stream_sr_ms_bucket{stream=%s,le=\"+Inf\"} %d\n", lbl(r.st.Name), cum)
-		fmt.Fprintf(w, "danstream_stream_sr_ms_sum{stream=%s} %g\n", lbl(r.st.Name), float64(r.p.srHist.sumUs.Load())/1000)
-		fmt.Fprintf(w, "danstream_stream_sr_ms_count{stream=%s} %d\n", lbl(r.st.Name), cum)
-	}
-
-	metric("danstream_process_goroutines", "gauge", "Goroutines in the process.")
-	fmt.Fprintf(w, "danstream_process_goroutines %d\n", runtime.NumGoroutine())
-	metric("danstream_process_resident_memory_bytes", "gauge", "Resident set size (Go heap, C memory of OpenCV, ONNX Runtime and the codecs).")
-	fmt.Fprintf(w, "danstream_process_resident_memory_bytes %d\n", rssBytes())
-	if n, ok := capture.MatCount(); ok {
-		metric("danstream_process_gocv_mats", "gauge", "Live GoCV Mats (C memory; counted in -tags matprofile builds).")
-		fmt.Fprintf(w, "danstream_process_gocv_mats %d\n", n)
-	}
-}
-
-// rssBytes reads the resident set size from /proc (0 where there is none).
-func rssBytes() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseInt(f[1], 10, 64)
-	return pages * int64(os.Getpagesize())
+	return rows
 }

@@ -4,9 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Sentinel errors an Admin wraps so the server can pick the status code.
@@ -26,8 +31,9 @@ type Admin interface {
 	PutStream(name string, body []byte) (created, changed bool, err error)
 	// DeleteStream removes a stream and closes its viewers; unknown names wrap ErrNotFound.
 	DeleteStream(name string) error
-	// WriteMetrics writes the Prometheus text exposition.
-	WriteMetrics(w io.Writer)
+	// Collector gives the catalog's metrics; /metrics serves them with Go's
+	// runtime and the process's (danstream_process_*) collectors beside them.
+	prometheus.Collector
 }
 
 // maxAPIBody bounds a PUT /api/streams body: a stream's config is a few hundred bytes.
@@ -112,11 +118,21 @@ func liftWriteDeadline(w http.ResponseWriter) {
 }
 
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
-	a, ok := s.admin(w, r, "metrics")
-	if !ok {
+	if _, ok := s.admin(w, r, "metrics"); !ok {
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	a.WriteMetrics(w)
+	s.metricsHandler.ServeHTTP(w, r)
+}
+
+// newMetricsHandler serves the catalog's collector with Go's runtime
+// collector (go_*) and the process collector (danstream_process_*: CPU, RSS,
+// file descriptors, from /proc), through client_golang's own exposition
+// (text or OpenMetrics as the scraper asks). One registry per server, so
+// several servers in one process (tests, the load tool) do not collide.
+func newMetricsHandler(a Admin, log *slog.Logger) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "danstream"}), a)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError})
 }

@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // adminCatalog is a testCatalog with the runtime API (records calls).
@@ -42,7 +43,12 @@ func (a *adminCatalog) DeleteStream(name string) error {
 	return nil
 }
 
-func (a *adminCatalog) WriteMetrics(w io.Writer) { io.WriteString(w, "danstream_test 1\n") }
+var testMetricDesc = prometheus.NewDesc("danstream_test", "A test series.", nil, nil)
+
+func (a *adminCatalog) Describe(ch chan<- *prometheus.Desc) { ch <- testMetricDesc }
+func (a *adminCatalog) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(testMetricDesc, prometheus.GaugeValue, 1)
+}
 
 const (
 	readToken  = "read-cam-0123456789abcdef"

@@ -257,6 +257,8 @@ type Server struct {
 	mux    *http.ServeMux
 	h      http.Handler // mux behind guard (auth, body limits)
 	limit  *rateLimiter
+	// metricsHandler serves /metrics when the catalog is an Admin.
+	metricsHandler http.Handler
 
 	mu       sync.Mutex
 	sessions map[string]*whepSession
@@ -276,6 +278,9 @@ func NewServer(cat Catalog, opts ServerOptions) *Server {
 		s.limit = nil
 	}
 	s.api, s.apiErr = newWebRTCAPI(o)
+	if a, ok := cat.(Admin); ok {
+		s.metricsHandler = newMetricsHandler(a, s.log)
+	}
 	s.routes()
 	return s
 }

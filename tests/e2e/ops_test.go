@@ -186,7 +186,7 @@ streams:
 		t.Fatalf("admin PUT: %d %s", code, body)
 	}
 	code, body = get(t, c, "GET", base+"/metrics", adminTok, "")
-	if code != 200 || !strings.Contains(body, `danstream_stream_up{stream="added"`) {
+	if code != 200 || !regexp.MustCompile(`danstream_stream_up\{[^}]*stream="added"`).MatchString(body) {
 		t.Fatalf("admin /metrics: %d\n%.500s", code, body)
 	}
 	if code, body := get(t, c, "DELETE", base+"/api/streams/added", adminTok, ""); code != http.StatusNoContent {
