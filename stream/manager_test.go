@@ -58,8 +58,10 @@ func stateOf(m *Manager, name string) State {
 func TestOnDemandStreamStartsOnFirstViewerAndStopsWhenIdle(t *testing.T) {
 	sc := testStream("synthetic:32x32@20")
 	sc.OnDemand, sc.IdleTimeout = true, time.Second
-	m := startManager(t, Config{Streams: map[string]StreamConfig{"od": sc}})
-	time.Sleep(300 * time.Millisecond)
+	m := startManager(t, Config{Streams: map[string]StreamConfig{"od": sc, "always": testStream("synthetic:32x32@20")}})
+	// Run starts the always-on streams in one pass: once "always" runs, that
+	// pass is over, and it must have left the on-demand stream alone.
+	waitFor(t, "the always-on stream running", func() bool { return stateOf(m, "always") == StateRunning })
 	if st := stateOf(m, "od"); st != StateIdle {
 		t.Fatalf("state before any viewer = %s, want idle", st)
 	}
@@ -117,7 +119,11 @@ func startWatchedManager(t *testing.T) (*Manager, string, func(string)) {
 	path := t.TempDir() + "/c.yaml"
 	write := func(s string) {
 		t.Helper()
-		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		// Written aside and renamed, so the watcher never reads half a file.
+		if err := os.WriteFile(path+".tmp", []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -129,19 +135,54 @@ func startWatchedManager(t *testing.T) (*Manager, string, func(string)) {
 	return startManager(t, cfg), path, write
 }
 
+// watchConfig starts a ConfigWatcher on path (its first look at the file is
+// taken before it returns) and returns the outcome of each change it
+// handles, in order: nil when the change was applied.
+func watchConfig(t *testing.T, m *Manager, path string, hooks ...func(Config) error) <-chan error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w := NewConfigWatcher(path, 50*time.Millisecond, m, slog.Default(), hooks...)
+	handled := make(chan error)
+	w.Handled = func(err error) {
+		select {
+		case handled <- err:
+		case <-ctx.Done():
+		}
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return handled
+}
+
+// nextReload waits for the watcher to handle the next change of its file.
+func nextReload(t *testing.T, handled <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-handled:
+		return err
+	case <-time.After(time.Minute):
+		t.Fatal("the config watcher handled no change within a minute")
+		return nil
+	}
+}
+
 func TestWatchConfigAppliesEditsAndIgnoresBrokenFiles(t *testing.T) {
 	m, path, write := startWatchedManager(t)
 	base := watchedBase
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go WatchConfig(ctx, path, 50*time.Millisecond, m, slog.Default())
+	handled := watchConfig(t, m, path)
 	waitFor(t, "a running", func() bool { return stateOf(m, "a") == StateRunning })
 	bA, _ := m.Broadcaster("a", VariantEnhanced)
 
 	write(base + "  b: {source: 'synthetic:32x32@20', model: ../sr/testdata/nearest_x4.onnx, threads: 1}\n")
+	if err := nextReload(t, handled); err != nil {
+		t.Fatalf("reload adding b: %v", err)
+	}
 	waitFor(t, "b added by reload", func() bool { return stateOf(m, "b") == StateRunning })
 	write(base + "  b: {source: 'synthetic:32x32@20', scale: 3}\n") // invalid: ignored as a whole
-	time.Sleep(300 * time.Millisecond)
+	if err := nextReload(t, handled); err == nil {
+		t.Fatal("an invalid config file was applied")
+	}
 	if stateOf(m, "b") != StateRunning {
 		t.Fatal("an invalid config file changed the running streams")
 	}

@@ -1,13 +1,10 @@
 package stream
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 func TestAuthConfigFromEnvAndValidation(t *testing.T) {
@@ -84,22 +81,27 @@ func TestReloadHookGetsCredentialsAndCanRejectTheReload(t *testing.T) {
 		}
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go WatchConfig(ctx, path, 50*time.Millisecond, m, slog.Default(), hook)
+	handled := watchConfig(t, m, path, hook)
 	waitFor(t, "a running", func() bool { return stateOf(m, "a") == StateRunning })
-	time.Sleep(100 * time.Millisecond) // WatchConfig has taken its first stamp of the file
 	stream := "  b: {source: 'synthetic:32x32@20', model: ../sr/testdata/nearest_x4.onnx, threads: 1}\n"
 	write(base + stream + "auth:\n  tokens: [{token: rotated-0123456789abc, read: ['*']}]\n")
-	waitFor(t, "b added with the new token seen", func() bool { _, ok := m.Config("b"); return ok })
+	if err := nextReload(t, handled); err != nil {
+		t.Fatalf("reload with the rotated token: %v", err)
+	}
+	if _, ok := m.Config("b"); !ok {
+		t.Fatal("b not added by the accepted reload")
+	}
 	write(base + stream + "  c: {source: 'synthetic:32x32@20', model: ../sr/testdata/nearest_x4.onnx, threads: 1}\n" +
 		"auth:\n  tokens: [{token: reject-0123456789abcd}]\n")
-	waitFor(t, "the hook to see the second edit", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(seen) == 2
-	})
-	time.Sleep(200 * time.Millisecond)
+	if err := nextReload(t, handled); err == nil || !strings.Contains(err.Error(), "refused by hook") {
+		t.Fatalf("reload the hook refuses: %v, want the hook's error", err)
+	}
+	mu.Lock()
+	n := len(seen)
+	mu.Unlock()
+	if n != 2 {
+		t.Fatalf("the hook saw %d tokens over two edits, want 2", n)
+	}
 	if _, ok := m.Config("c"); ok {
 		t.Fatal("a reload its hook refused was applied")
 	}
