@@ -17,6 +17,7 @@ require (
 	gocv.io/x/gocv v0.31.0
 	golang.org/x/image v0.23.0
 	golang.org/x/sync v0.16.0
+	golang.org/x/term v0.40.0
 	golang.org/x/time v0.14.0
 	gopkg.in/yaml.v3 v3.0.1
 )
