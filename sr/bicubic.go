@@ -28,12 +28,16 @@ func (b *Bicubic) Scale() int   { return b.scale }
 func (b *Bicubic) Name() string { return "bicubic" }
 func (b *Bicubic) Close() error { return nil }
 
-// Upscale implements Upscaler.
-func (b *Bicubic) Upscale(_ context.Context, in frame.Frame) (frame.Frame, error) {
+// Upscale implements Upscaler. It stops early with ctx's error when ctx ends
+// (a big frame takes seconds; a stream being deleted must not wait for it).
+func (b *Bicubic) Upscale(ctx context.Context, in frame.Frame) (frame.Frame, error) {
 	if err := in.Validate(); err != nil {
 		return frame.Frame{}, fmt.Errorf("sr: bicubic: %w", err)
 	}
-	out := ResizeBicubic(in.Pix, in.W, in.H, in.W*b.scale, in.H*b.scale)
+	out, err := resizeBicubic(ctx, in.Pix, in.W, in.H, in.W*b.scale, in.H*b.scale)
+	if err != nil {
+		return frame.Frame{}, fmt.Errorf("sr: bicubic: %w", err)
+	}
 	return frame.Frame{Pix: out, W: in.W * b.scale, H: in.H * b.scale, Seq: in.Seq, Captured: in.Captured, Reset: in.Reset}, nil
 }
 
@@ -89,10 +93,20 @@ func floor(x float64) float64 {
 // ResizeBicubic resizes a packed 3-channel image (upscaling; for downscaling
 // it does not low-pass, use area averaging instead).
 func ResizeBicubic(pix []byte, w, h, ow, oh int) []byte {
+	out, _ := resizeBicubic(context.Background(), pix, w, h, ow, oh)
+	return out
+}
+
+// resizeBicubic is ResizeBicubic that checks ctx every cancelRows rows.
+func resizeBicubic(ctx context.Context, pix []byte, w, h, ow, oh int) ([]byte, error) {
+	const cancelRows = 64
 	tx, ty := makeTaps(w, ow), makeTaps(h, oh)
 	// Horizontal pass into float rows, then vertical pass into bytes.
 	tmp := make([]float32, h*ow*3)
 	for y := 0; y < h; y++ {
+		if y%cancelRows == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		src := pix[y*w*3 : (y+1)*w*3]
 		dst := tmp[y*ow*3 : (y+1)*ow*3]
 		for o := 0; o < ow; o++ {
@@ -105,6 +119,9 @@ func ResizeBicubic(pix []byte, w, h, ow, oh int) []byte {
 	}
 	out := make([]byte, oh*ow*3)
 	for o := 0; o < oh; o++ {
+		if o%cancelRows == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		id, wt := ty.idx[o], ty.w[o]
 		r0, r1 := tmp[id[0]*ow*3:], tmp[id[1]*ow*3:]
 		r2, r3 := tmp[id[2]*ow*3:], tmp[id[3]*ow*3:]
@@ -121,7 +138,7 @@ func ResizeBicubic(pix []byte, w, h, ow, oh int) []byte {
 			}
 		}
 	}
-	return out
+	return out, nil
 }
 
 // ResizeArea downscales a packed 3-channel image by an integer factor with box

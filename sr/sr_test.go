@@ -378,3 +378,21 @@ func TestQuality_IdenticalAndNoisyImages(t *testing.T) {
 		t.Error("size mismatch accepted")
 	}
 }
+
+// A stream being deleted cancels its context: neither upscaler finishes a big
+// frame after that (the bicubic baseline of a 4K output takes seconds).
+func TestUpscalersStopWhenTheContextEnds(t *testing.T) {
+	u, err := LoadModel(nearestX4, ModelOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f := frame.New(960, 540)
+	for _, up := range []Upscaler{NewBicubic(4), u} {
+		if out, err := up.Upscale(ctx, f); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: Upscale after cancel gave a %dx%d frame, err %v; want context.Canceled", up.Name(), out.W, out.H, err)
+		}
+	}
+}

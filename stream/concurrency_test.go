@@ -147,3 +147,77 @@ func TestReloadWithAFailingModelShowsInStreamsAndHealthz(t *testing.T) {
 		t.Fatalf("/api/streams still shows the failed reload: %s", body)
 	}
 }
+
+// Output frames above max_output (default 3840x2160) are refused: a config
+// or API stream whose width/height make them is an error naming the key, and
+// a source whose native frames are too big puts the stream in state error
+// (so /healthz is degraded) without running SR on them. max_output raises it.
+func TestOutputAboveTheCeilingIsRefusedNamingMaxOutput(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"x4 of 1920x1080", "streams:\n  cam: {source: 'synthetic:', width: 1920, height: 1080, scale: 4}\n",
+			"streams.cam.width: 1920x1080 frames at x4 make 7680x4320 output, above the 3840x2160 ceiling"},
+		{"bad max_output", "streams:\n  cam: {source: 'synthetic:', max_output: huge}\n", "line 2: streams.cam.max_output: want WIDTHxHEIGHT"},
+		{"raised", "streams:\n  cam: {source: 'synthetic:', width: 1920, height: 1080, scale: 4, max_output: 7680x4320}\n", ""},
+	} {
+		_, err := ParseConfig([]byte(tc.yaml))
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "max_output")) {
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+
+	m := startManager(t, Config{Streams: map[string]StreamConfig{}})
+	sized := testStream("synthetic:32x32@20") // the model, not the settings, says x4
+	sized.Width, sized.Height = 1280, 720
+	if _, err := m.Put("sized", sized); err == nil || !strings.Contains(err.Error(), "streams.sized.max_output") {
+		t.Fatalf("Put of 1280x720 with an x4 model: %v, want an error naming streams.sized.max_output", err)
+	}
+	if _, err := m.Put("native", testStream("synthetic:1280x720@5")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stream in state error", func() bool { return stateOf(m, "native") == StateError })
+	var st Status
+	for _, s := range m.Statuses() {
+		if s.Name == "native" {
+			st = s
+		}
+	}
+	if !strings.Contains(st.Error, "5120x2880") || !strings.Contains(st.Error, "streams.native.max_output") {
+		t.Errorf("status error %q: want the output size and the key", st.Error)
+	}
+	m.mu.RLock()
+	in := m.streams["native"].p.framesIn.Load()
+	m.mu.RUnlock()
+	if in != 0 {
+		t.Errorf("%d refused frames went to SR", in)
+	}
+	h := transport.NewServer(m, transport.ServerOptions{LoopbackOnly: true}).Handler()
+	if code, body := apiDo(t, h, "GET", "/healthz", ""); code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz %d %s, want 503 degraded", code, body)
+	}
+}
+
+// DELETE of a stream whose big frame is being enhanced returns without
+// waiting for the frame: the frame in flight is abandoned (no output frame
+// was made) and its model released.
+func TestDeleteAbandonsAHugeFrameInFlight(t *testing.T) {
+	m := startManager(t, Config{Streams: map[string]StreamConfig{}})
+	sessions := sr.LiveSessions()
+	big := testStream("synthetic:1280x720@2")
+	big.MaxOutput = "5120x2880"
+	if _, err := m.Put("big", big); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.RLock()
+	p := m.streams["big"].p
+	m.mu.RUnlock()
+	waitFor(t, "the first 1280x720 frame in SR", func() bool { return p.framesIn.Load() >= 1 })
+	if err := m.Delete("big"); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.framesOut.Load(); n != 0 {
+		t.Errorf("Delete waited for %d 5120x2880 output frame(s) to finish", n)
+	}
+	if n := sr.LiveSessions(); n != sessions {
+		t.Errorf("ONNX Runtime sessions %d after Delete, %d before Put", n, sessions)
+	}
+}

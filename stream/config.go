@@ -184,6 +184,9 @@ type StreamConfig struct {
 	PairsDir   string        `yaml:"pairs_dir" json:"pairs_dir,omitempty"`     // default pairs/<stream name>
 	PairsMax   int           `yaml:"pairs_max" json:"pairs_max,omitempty"`     // pairs kept on disk, oldest rotated out (500)
 	PairsEvery time.Duration `yaml:"pairs_every" json:"pairs_every,omitempty"` // least time between stored pairs (1s)
+	// MaxOutput is the largest output frame, "WIDTHxHEIGHT" (default
+	// DefaultMaxOutput, 3840x2160): larger frames are refused, not enhanced.
+	MaxOutput string `yaml:"max_output" json:"max_output,omitempty"`
 }
 
 // CacheEnabled reports the effective tile-cache switch (default on).
@@ -503,6 +506,7 @@ func (c *Config) validate(line func(path ...string) int) error {
 		if (s.Width == 0) != (s.Height == 0) || s.Width < 0 || s.Height < 0 || s.Width > 7680 || s.Height > 4320 {
 			bad(p("width"), "width and height are set together, each 1..7680x4320")
 		}
+		validateOutput(n, s, func(key, format string, args ...any) { bad(p(key), format, args...) })
 		if s.FPS < 0 || s.FPS > 240 {
 			bad(p("fps"), "must be 0..240, got %g", s.FPS)
 		}

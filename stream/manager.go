@@ -138,6 +138,12 @@ func buildStream(name string, sc StreamConfig, log *slog.Logger) (*managed, erro
 		up.Close()
 		return nil, fmt.Errorf("model %s is x%d but the stream asks for scale %d", path, up.Scale(), sc.Scale)
 	}
+	if sc.Width > 0 && sc.Height > 0 {
+		if err := checkOutput(name, sc, sc.Width, sc.Height, up.Scale()); err != nil {
+			up.Close()
+			return nil, err
+		}
+	}
 	baseline := sr.NewBicubic(up.Scale())
 	fps := sc.FPS
 	if fps <= 0 {

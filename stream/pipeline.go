@@ -35,7 +35,8 @@ const (
 	StateRunning      State = "running"
 	StateReconnecting State = "reconnecting"
 	StateStopped      State = "stopped"
-	StateIdle         State = "idle" // on-demand stream with no viewers: healthy, not capturing
+	StateIdle         State = "idle"  // on-demand stream with no viewers: healthy, not capturing
+	StateError        State = "error" // frames arrive but cannot be served (e.g. above max_output)
 )
 
 // Pipeline is one stream: its source, its upscalers and its sinks.
@@ -246,7 +247,9 @@ func (p *Pipeline) placeholderLoop(ctx context.Context) {
 				continue
 			}
 			p.update(func(s *Status) {
-				s.State = StateReconnecting
+				if s.State != StateError { // refused frames (max_output) say more
+					s.State = StateReconnecting
+				}
 				s.FPSIn, s.FPSOut = 0, 0
 				if p.src != nil && s.Error == "" {
 					s.Error = p.src.Stats().LastError
@@ -271,6 +274,7 @@ func (p *Pipeline) consume(ctx context.Context, src capture.Source) error {
 	p.log.Info("source open", "size", fmt.Sprintf("%dx%d", info.Width, info.Height), "fps", info.FPS)
 	var (
 		delivered  bool
+		tooBig     bool // frames are being refused (logged once)
 		minGap     time.Duration
 		last       time.Time
 		lastOrig   time.Time
@@ -309,6 +313,17 @@ func (p *Pipeline) consume(ctx context.Context, src capture.Source) error {
 			continue
 		}
 		last = f.Captured
+		// A frame whose output would pass the ceiling is refused before any
+		// work: its SR, blending and encoding would take the server's memory.
+		if err := checkOutput(p.Name, p.cfg, f.W, f.H, p.up.Scale()); err != nil {
+			if !tooBig {
+				p.log.Error("frames refused", "err", err)
+				tooBig = true
+			}
+			p.update(func(s *Status) { s.State, s.Error, s.InWidth, s.InHeight = StateError, err.Error(), f.W, f.H })
+			continue
+		}
+		tooBig = false
 		p.framesIn.Add(1)
 		retired := p.installPending()
 		t1 := time.Now()
