@@ -25,6 +25,7 @@ import (
 type Config struct {
 	HTTP        HTTPConfig              `yaml:"http"`
 	RTSP        RTSPConfig              `yaml:"rtsp"`
+	WebRTC      WebRTCConfig            `yaml:"webrtc"`
 	ONNXRuntime ORTConfig               `yaml:"onnxruntime"`
 	Auth        AuthConfig              `yaml:"auth"`
 	TLS         TLSConfig               `yaml:"tls"`
@@ -149,6 +150,56 @@ func (c RTSPConfig) Options() rtsp.Options {
 		MulticastIPRange: c.MulticastIPRange, MulticastRTPPort: c.MulticastRTPPort, MulticastRTCPPort: c.MulticastRTCPPort,
 		WriteQueueSize: c.WriteQueueSize}
 }
+
+// WebRTCConfig is where viewers' WebRTC media flows: one UDP port for every
+// viewer (ICE UDP mux), an ICE-TCP fallback port, extra host addresses (NAT
+// 1:1, containers) and STUN/TURN servers handed to viewers.
+type WebRTCConfig struct {
+	// UDPListen is the UDP host:port of every viewer (default ":8189": every
+	// local address, or only loopback ones while http.listen is loopback);
+	// "" gives each viewer its own ephemeral UDP port, as before.
+	UDPListen *string `yaml:"udp_listen"`
+	// TCPListen is the ICE-TCP fallback for viewers whose UDP is blocked
+	// (default ":8189", loopback only while http.listen is loopback); "" is off.
+	TCPListen *string `yaml:"tcp_listen"`
+	// Hosts are addresses or names offered to viewers beside the local
+	// addresses (a public IP mapped 1:1 to this host, the Docker host's address).
+	Hosts []string `yaml:"hosts"`
+	// ICEServers are STUN/TURN servers for viewers (WHEP Link headers, the player).
+	ICEServers []ICEServerConfig `yaml:"ice_servers"`
+}
+
+// ICEServerConfig is one STUN or TURN server (TURN needs username and credential).
+type ICEServerConfig struct {
+	URLs       []string `yaml:"urls"`
+	Username   string   `yaml:"username"`
+	Credential string   `yaml:"credential"`
+}
+
+// DefaultWebRTCPort is the WebRTC media port when none is configured (MediaMTX's).
+const DefaultWebRTCPort = "8189"
+
+// UDP and TCP return the effective listen addresses ("" is off).
+func (w WebRTCConfig) UDP() string { return deref(w.UDPListen, ":"+DefaultWebRTCPort) }
+func (w WebRTCConfig) TCP() string { return deref(w.TCPListen, ":"+DefaultWebRTCPort) }
+
+func deref(p *string, def string) string {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// Servers converts ICEServers for the transport.
+func (w WebRTCConfig) Servers() []transport.ICEServer {
+	var out []transport.ICEServer
+	for _, s := range w.ICEServers {
+		out = append(out, transport.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return out
+}
+
+var hostnameRE = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$`)
 
 // ORTConfig locates the ONNX Runtime shared library; empty means search the usual places.
 type ORTConfig struct {
@@ -471,6 +522,22 @@ func (c *Config) validate(line func(path ...string) int) error {
 	if err := rtsp.CheckOptions(c.RTSP.Options()); err != nil {
 		key, msg, _ := strings.Cut(err.Error(), ": ") // CheckOptions names the key first
 		bad([]string{"rtsp", key}, "%s", msg)
+	}
+	for _, l := range []struct{ key, addr string }{{"udp_listen", c.WebRTC.UDP()}, {"tcp_listen", c.WebRTC.TCP()}} {
+		if l.addr == "" {
+			continue
+		}
+		if err := transport.CheckListen(l.addr); err != nil {
+			bad([]string{"webrtc", l.key}, "want host:port (\":8189\", \"0.0.0.0:8189\") or \"\" (off), got %q: %v", l.addr, err)
+		}
+	}
+	for _, h := range c.WebRTC.Hosts {
+		if ip := net.ParseIP(h); (ip == nil && !hostnameRE.MatchString(h)) || (ip != nil && (ip.IsUnspecified() || ip.IsMulticast())) {
+			bad([]string{"webrtc", "hosts"}, "%q is neither a unicast IP address nor a host name", h)
+		}
+	}
+	if err := transport.CheckICEServers(c.WebRTC.Servers()); err != nil {
+		bad([]string{"webrtc", "ice_servers"}, "%v", err)
 	}
 	if len(c.Streams) == 0 {
 		bad([]string{"streams"}, "no streams configured")

@@ -108,7 +108,7 @@ func newTestServer(t *testing.T, cat Catalog, o ServerOptions) (*Server, string)
 	o.LoopbackOnly = true
 	srv := NewServer(cat, o)
 	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { srv.CloseSessions(); hs.Close() })
+	t.Cleanup(func() { srv.Close(); hs.Close() })
 	return srv, hs.URL
 }
 

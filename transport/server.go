@@ -157,9 +157,20 @@ type ServerOptions struct {
 	AllowOrigin string
 	// LoopbackOnly offers only loopback ICE candidates (tests, local-only serving).
 	LoopbackOnly bool
-	// NAT1To1IPs replaces host candidate addresses (server behind 1:1 NAT / in a container).
-	NAT1To1IPs []string
-	// ICEPortMin/Max bound the UDP ports of ICE candidates (0: any ephemeral port).
+	// ICEUDPListen is the one UDP host:port every viewer's media uses (ICE UDP
+	// mux, as MediaMTX's webrtcLocalUDPAddress); an empty host means every local
+	// address. "" gives each viewer its own ephemeral socket (ICEPortMin/Max).
+	ICEUDPListen string
+	// ICETCPListen is the ICE-TCP fallback (passive candidates, RFC 6544) for
+	// viewers whose UDP is blocked; "" is off.
+	ICETCPListen string
+	// ICEHosts are addresses or names offered as extra host candidates beside the
+	// local ones (a public address mapped 1:1 to this host, a container's host);
+	// names are resolved when the server starts.
+	ICEHosts []string
+	// ICEServers are the STUN/TURN servers handed to viewers (WHEP Link headers, the player page).
+	ICEServers []ICEServer
+	// ICEPortMin/Max bound the per-viewer UDP ports without ICEUDPListen (0: any ephemeral port).
 	ICEPortMin, ICEPortMax uint16
 	// ICEDisconnectedTimeout: silence after which a viewer counts as disconnected (default 5 s).
 	ICEDisconnectedTimeout time.Duration
@@ -254,6 +265,7 @@ type Server struct {
 	log    *slog.Logger
 	api    *webrtc.API
 	apiErr error
+	ice    *iceListeners // sockets shared by every viewer; closed by Close
 	mux    *http.ServeMux
 	h      http.Handler // mux behind guard (auth, body limits)
 	limit  *rateLimiter
@@ -277,12 +289,47 @@ func NewServer(cat Catalog, opts ServerOptions) *Server {
 	if o.WHEPRate < 0 {
 		s.limit = nil
 	}
-	s.api, s.apiErr = newWebRTCAPI(o)
+	s.api, s.ice, s.apiErr = newWebRTCAPI(o)
+	if s.ice != nil && (s.ice.udp != nil || s.ice.tcp != nil) {
+		tcp := ""
+		if s.ice.tcpLn != nil {
+			tcp = s.ice.tcpLn.Addr().String()
+		}
+		s.log.Info("transport: WebRTC media on shared sockets", "udp", s.ice.udpStr, "tcp", tcp, "hosts", o.ICEHosts)
+	}
 	if a, ok := cat.(Admin); ok {
 		s.metricsHandler = newMetricsHandler(a, s.log)
 	}
 	s.routes()
 	return s
+}
+
+// Close ends every WHEP session and releases the WebRTC sockets shared by all
+// viewers. Serve calls it on return; a server only used through Handler must.
+func (s *Server) Close() {
+	s.CloseSessions()
+	s.mu.Lock()
+	l := s.ice
+	s.ice = nil
+	s.mu.Unlock()
+	l.close()
+}
+
+// ICETCPAddr is the ICE-TCP listener's address (nil when off).
+func (s *Server) ICETCPAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ice == nil || s.ice.tcpLn == nil {
+		return nil
+	}
+	return s.ice.tcpLn.Addr()
+}
+
+// ICEUDPAddrs are the local addresses of the shared WebRTC UDP port (none without one).
+func (s *Server) ICEUDPAddrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ice.UDPAddrs()
 }
 
 // Handler returns the HTTP handler (for tests or an outer mux).
@@ -322,13 +369,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("transport: serving", "addr", scheme+ln.Addr().String(), "auth", s.opts.Auth.Enabled())
 	select {
 	case err := <-errc:
-		s.CloseSessions()
+		s.Close()
 		return fmt.Errorf("transport: serve %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
 	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s.CloseSessions()
+	s.Close()
 	err := hs.Shutdown(shut)
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = hs.Close()
@@ -445,6 +492,18 @@ func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, If-Match")
 	hd.Set("Access-Control-Max-Age", "86400")
 	hd.Set("Accept-Post", "application/sdp")
+	// A client may ask for the ICE servers before its offer (the player does, to
+	// build its RTCPeerConnection with them); a CORS preflight carries no
+	// credentials, so it gets none of them, nor does a caller who may not watch.
+	if r.Header.Get("Access-Control-Request-Method") == "" && r.PathValue("id") == "" {
+		p := anonymous
+		if s.opts.Auth.Enabled() {
+			p, _ = s.opts.Auth.FromRequest(r)
+		}
+		if p.CanRead(r.PathValue("name")) {
+			s.setICELinks(w)
+		}
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -562,6 +621,7 @@ func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Location", loc)
 	w.Header().Set("ETag", `"`+sess.id+`"`)
 	w.Header().Set("Content-Type", "application/sdp")
+	s.setICELinks(w)
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, answer)
 }

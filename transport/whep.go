@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -32,13 +31,17 @@ var codecPayloadTypes = map[string]webrtc.PayloadType{CodecVP8: 96, CodecH264: 1
 // retransmission: ~2 s of video at 2.5 Mbit/s, far beyond a round trip.
 const nackHistoryPackets = 512
 
-// newWebRTCAPI builds the pion API shared by all sessions.
-func newWebRTCAPI(o ServerOptions) (*webrtc.API, error) {
+// newWebRTCAPI builds the pion API shared by all sessions, with the sockets
+// they share (the one UDP port, the ICE-TCP listener) when configured.
+func newWebRTCAPI(o ServerOptions) (*webrtc.API, *iceListeners, error) {
+	if err := CheckICEServers(o.ICEServers); err != nil {
+		return nil, nil, fmt.Errorf("transport: %w", err)
+	}
 	me := &webrtc.MediaEngine{}
 	for _, c := range SupportedCodecs() {
 		if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codecCapability(c),
 			PayloadType: codecPayloadTypes[c]}, webrtc.RTPCodecTypeVideo); err != nil {
-			return nil, fmt.Errorf("transport: register %s: %w", c, err)
+			return nil, nil, fmt.Errorf("transport: register %s: %w", c, err)
 		}
 	}
 	// A viewer's connection only sends video: it needs NACK repair (the responder; the
@@ -49,32 +52,24 @@ func newWebRTCAPI(o ServerOptions) (*webrtc.API, error) {
 	ir := &interceptor.Registry{}
 	responder, err := nack.NewResponderInterceptor(nack.ResponderSize(nackHistoryPackets))
 	if err != nil {
-		return nil, fmt.Errorf("transport: webrtc NACK responder: %w", err)
+		return nil, nil, fmt.Errorf("transport: webrtc NACK responder: %w", err)
 	}
 	ir.Add(responder)
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, fmt.Errorf("transport: webrtc RTCP reports: %w", err)
+		return nil, nil, fmt.Errorf("transport: webrtc RTCP reports: %w", err)
 	}
 	se := webrtc.SettingEngine{}
 	// Loopback candidates let a viewer on the same host (and the tests) connect
 	// with no network; mDNS would only add multicast traffic and delay.
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
-	if o.LoopbackOnly {
-		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	}
-	if len(o.NAT1To1IPs) > 0 {
-		se.SetNAT1To1IPs(o.NAT1To1IPs, webrtc.ICECandidateTypeHost)
-	}
-	if o.ICEPortMin > 0 && o.ICEPortMax >= o.ICEPortMin {
-		if err := se.SetEphemeralUDPPortRange(o.ICEPortMin, o.ICEPortMax); err != nil {
-			return nil, fmt.Errorf("transport: ICE port range %d-%d: %w", o.ICEPortMin, o.ICEPortMax, err)
-		}
+	socks, err := configureICE(&se, o)
+	if err != nil {
+		return nil, nil, err
 	}
 	// Disconnected after ICEDisconnectedTimeout of silence; we reap after ReapAfter more.
 	se.SetICETimeouts(o.ICEDisconnectedTimeout, o.ICEDisconnectedTimeout+o.ReapAfter, time.Second)
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), socks, nil
 }
 
 // offerError is a client mistake in a WHEP offer, with the status to answer.

@@ -73,7 +73,8 @@ func runServe(ctx context.Context, args []string) error {
 	srv := transport.NewServer(mgr, transport.ServerOptions{LoopbackOnly: stream.IsLoopback(h.Listen), Auth: authz,
 		TLSConfig: tlsCfg, TrustedProxies: proxies,
 		ReadHeaderTimeout: h.ReadHeaderTimeout, ReadTimeout: h.ReadTimeout, WriteTimeout: h.WriteTimeout, IdleTimeout: h.IdleTimeout,
-		MaxWHEPSessions: h.MaxWHEPSessions, MaxWHEPSessionsPerStream: h.MaxWHEPSessionsPerStream})
+		MaxWHEPSessions: h.MaxWHEPSessions, MaxWHEPSessionsPerStream: h.MaxWHEPSessionsPerStream,
+		ICEUDPListen: cfg.WebRTC.UDP(), ICETCPListen: cfg.WebRTC.TCP(), ICEHosts: cfg.WebRTC.Hosts, ICEServers: cfg.WebRTC.Servers()})
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(ctx) })
 	if *reload > 0 {

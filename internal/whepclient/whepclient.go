@@ -42,9 +42,12 @@ type Options struct {
 	Retransmits bool
 	// OnPacket, when set, sees every RTP packet read (from the track's goroutine).
 	OnPacket func(*rtp.Packet)
+	// Networks the viewer gathers on ([UDP4]); [TCP4] alone makes it reach the
+	// server over ICE-TCP only (active candidates), as a viewer whose UDP is blocked.
+	Networks []webrtc.NetworkType
 }
 
-// API builds a pion API that offers codecs and gathers loopback UDP4 candidates only.
+// API builds a pion API that offers codecs and gathers loopback candidates only (UDP4 unless o.Networks).
 func API(o Options) (*webrtc.API, error) {
 	caps := o.Codecs
 	if len(caps) == 0 {
@@ -64,7 +67,11 @@ func API(o Options) (*webrtc.API, error) {
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	nets := o.Networks
+	if len(nets) == 0 {
+		nets = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	}
+	se.SetNetworkTypes(nets)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	if o.Retransmits {
 		se.DisableSRTPReplayProtection(true)
@@ -108,6 +115,9 @@ func Offer(o Options) (*webrtc.PeerConnection, string, error) {
 type Viewer struct {
 	PC       *webrtc.PeerConnection
 	Location string // the session URL the server answered with
+	Answer   string // the server's SDP answer
+	// Links are the answer's Link headers (RFC 9725: rel="ice-server" entries name STUN/TURN servers).
+	Links []string
 
 	Packets   atomic.Int64
 	Keyframes atomic.Int64
@@ -133,9 +143,9 @@ func Connect(ctx context.Context, base, stream, query string, o Options) (*Viewe
 	v := &Viewer{PC: pc, TrackEnd: make(chan struct{}), States: make(chan webrtc.PeerConnectionState, 64)}
 	pc.OnConnectionStateChange(v.onState)
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { v.read(tr, o.OnPacket) })
-	answer, loc, err := post(ctx, o.HTTP, base+"/api/streams/"+stream+"/whep"+query, offer)
+	answer, loc, links, err := post(ctx, o.HTTP, base+"/api/streams/"+stream+"/whep"+query, offer)
 	if err == nil {
-		v.Location = loc
+		v.Location, v.Answer, v.Links = loc, answer, links
 		switch {
 		case !strings.HasPrefix(loc, "/api/streams/"+stream+"/whep/"):
 			err = fmt.Errorf("Location %q does not name a session of %s", loc, stream)
@@ -152,31 +162,31 @@ func Connect(ctx context.Context, base, stream, query string, o Options) (*Viewe
 	return v, nil
 }
 
-func post(ctx context.Context, c *http.Client, url, offer string) (answer, location string, err error) {
+func post(ctx context.Context, c *http.Client, url, offer string) (answer, location string, links []string, err error) {
 	if c == nil {
 		c = http.DefaultClient
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(offer))
 	if err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	req.Header.Set("Content-Type", "application/sdp")
 	resp, err := c.Do(req)
 	if err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	if resp.StatusCode != http.StatusCreated {
-		return "", "", fmt.Errorf("WHEP POST: status %d, body %q", resp.StatusCode, body)
+		return "", "", nil, fmt.Errorf("WHEP POST: status %d, body %q", resp.StatusCode, body)
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/sdp" {
-		return "", "", fmt.Errorf("answer Content-Type %q, want application/sdp", ct)
+		return "", "", nil, fmt.Errorf("answer Content-Type %q, want application/sdp", ct)
 	}
-	return string(body), resp.Header.Get("Location"), nil
+	return string(body), resp.Header.Get("Location"), resp.Header.Values("Link"), nil
 }
 
 func (v *Viewer) onState(s webrtc.PeerConnectionState) {
@@ -260,4 +270,72 @@ func (v *Viewer) trackSSRC() (uint32, bool) {
 		}
 	}
 	return 0, false
+}
+
+// ICEServersFromLinks reads the rel="ice-server" entries of Link header values
+// (RFC 9725 section 4.6, RFC 8288 syntax; one header may hold several
+// comma-separated links): URL, username and credential of each STUN/TURN server.
+// Hand-written: the small Link parsers on the proxy split on every comma,
+// including those inside a quoted credential.
+func ICEServersFromLinks(values []string) ([]webrtc.ICEServer, error) {
+	var out []webrtc.ICEServer
+	for _, v := range values {
+		for rest := strings.TrimSpace(v); rest != ""; {
+			if rest[0] != '<' {
+				return nil, fmt.Errorf("link %q: want <URI>", rest)
+			}
+			end := strings.IndexByte(rest, '>')
+			if end < 0 {
+				return nil, fmt.Errorf("link %q: no closing >", rest)
+			}
+			uri := rest[1:end]
+			rest = strings.TrimSpace(rest[end+1:])
+			params := map[string]string{}
+			for strings.HasPrefix(rest, ";") {
+				rest = strings.TrimSpace(rest[1:])
+				eq := strings.IndexAny(rest, "=;,")
+				if eq < 0 || rest[eq] != '=' {
+					return nil, fmt.Errorf("link <%s>: parameter without value in %q", uri, rest)
+				}
+				key := strings.ToLower(strings.TrimSpace(rest[:eq]))
+				rest = strings.TrimSpace(rest[eq+1:])
+				var val string
+				if strings.HasPrefix(rest, `"`) {
+					var b strings.Builder
+					i := 1
+					for ; i < len(rest) && rest[i] != '"'; i++ {
+						if rest[i] == '\\' && i+1 < len(rest) {
+							i++
+						}
+						b.WriteByte(rest[i])
+					}
+					if i >= len(rest) {
+						return nil, fmt.Errorf("link <%s>: unterminated quoted %s", uri, key)
+					}
+					val, rest = b.String(), strings.TrimSpace(rest[i+1:])
+				} else {
+					e := strings.IndexAny(rest, ";,")
+					if e < 0 {
+						e = len(rest)
+					}
+					val, rest = strings.TrimSpace(rest[:e]), strings.TrimSpace(rest[e:])
+				}
+				params[key] = val
+			}
+			if strings.HasPrefix(rest, ",") {
+				rest = strings.TrimSpace(rest[1:])
+			} else if rest != "" {
+				return nil, fmt.Errorf("link <%s>: unexpected %q", uri, rest)
+			}
+			if params["rel"] != "ice-server" {
+				continue
+			}
+			s := webrtc.ICEServer{URLs: []string{uri}, Username: params["username"]}
+			if c, ok := params["credential"]; ok {
+				s.Credential = c
+			}
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }

@@ -2,7 +2,7 @@
 // parsing, Debian's headless Chromium with the flags this machine needs, and a
 // record of every RTCPeerConnection a page creates.
 import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -16,8 +16,17 @@ export function args(usage) {
 
 // launch starts Chromium with a fresh profile. Without the background-networking flags
 // Chromium tries hosts this closed network refuses; plain CLI flags cannot play WebRTC.
-export async function launch() {
+// noUDP makes Chromium's WebRTC refuse UDP altogether (the IP handling policy an
+// administrator sets for networks that block UDP): only ICE-TCP can connect.
+export async function launch({ noUDP = false } = {}) {
   const userDataDir = mkdtempSync(join(tmpdir(), 'danstream-chromium-'));
+  if (noUDP) {
+    // The profile preference behind Chromium's WebRtcIPHandling policy (and the
+    // extension API chrome.privacy.network.webRTCIPHandlingPolicy).
+    mkdirSync(join(userDataDir, 'Default'), { recursive: true });
+    writeFileSync(join(userDataDir, 'Default', 'Preferences'),
+      JSON.stringify({ webrtc: { ip_handling_policy: 'disable_non_proxied_udp' } }));
+  }
   const browser = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,

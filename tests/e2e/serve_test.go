@@ -91,6 +91,11 @@ func startServeEnv(t *testing.T, config string, env ...string) *server {
 	s := &server{http: freePort(t), rtsp: freePort(t), done: make(chan error, 1)}
 	config = strings.NewReplacer("HTTP_ADDR", s.http, "RTSP_ADDR", s.rtsp,
 		"HTTP_PORT", portOf(s.http), "RTSP_PORT", portOf(s.rtsp)).Replace(config)
+	if !strings.HasPrefix(config, "webrtc:") && !strings.Contains(config, "\nwebrtc:") {
+		// The default WebRTC port (8189) is one per machine: tests beside each
+		// other (and other servers here) take any free port instead.
+		config = strings.TrimRight(config, "\n") + "\nwebrtc: {udp_listen: \"127.0.0.1:0\", tcp_listen: \"127.0.0.1:0\"}\n"
+	}
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)

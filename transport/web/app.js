@@ -124,11 +124,53 @@ window.danstream = (() => {
     return ` · pairs ${p.on_disk} on disk, ${p.state}${p.error ? ": " + p.error : ""}`;
   }
 
+  // STUN/TURN servers from RFC 9725 Link headers (<url>; rel="ice-server";
+  // username="u"; credential="c"), as RTCPeerConnection's iceServers.
+  function iceServersFromLinks(header) {
+    const out = [];
+    if (!header) return out;
+    const links = [];
+    let cur = "", quoted = false, inURL = false;
+    for (let i = 0; i < header.length; i++) { // split on commas outside <...> and "..."
+      const ch = header[i];
+      if (quoted && ch === "\\") { cur += ch + (header[++i] || ""); continue; }
+      if (ch === '"' && !inURL) quoted = !quoted;
+      else if (ch === "<" && !quoted) inURL = true;
+      else if (ch === ">" && !quoted) inURL = false;
+      if (ch === "," && !quoted && !inURL) { links.push(cur); cur = ""; } else cur += ch;
+    }
+    links.push(cur);
+    for (const l of links) {
+      const m = l.match(/^\s*<([^>]*)>(.*)$/);
+      if (!m) continue;
+      const p = {};
+      for (const x of m[2].matchAll(/;\s*([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;]*))/g)) {
+        p[x[1].toLowerCase()] = x[2] !== undefined ? x[2].replace(/\\(.)/g, "$1") : x[3].trim();
+      }
+      if (p.rel !== "ice-server") continue;
+      const s = { urls: m[1] };
+      if (p.username !== undefined) { s.username = p.username; s.credential = p.credential || ""; }
+      out.push(s);
+    }
+    return out;
+  }
+
   // WHEP (RFC 9725) viewer: recvonly video, complete offer (no trickle).
   class WHEPViewer {
     constructor(url) { this.url = url; this.pc = null; this.location = null; }
     async connect(video, onState) {
-      const pc = new RTCPeerConnection();
+      // The server's STUN/TURN servers come before the offer (OPTIONS, as
+      // MediaMTX's reader does), so that the offer's candidates use them.
+      let iceServers = [];
+      try {
+        const o = await fetch(authed(this.url), { method: "OPTIONS", cache: "no-store" });
+        iceServers = iceServersFromLinks(o.headers.get("Link"));
+      } catch (_) { /* none: host candidates only */ }
+      let pc;
+      try { pc = new RTCPeerConnection({ iceServers }); } catch (e) {
+        console.warn("ignoring the server's ICE servers:", e.message);
+        pc = new RTCPeerConnection();
+      }
       this.pc = pc;
       pc.addTransceiver("video", { direction: "recvonly" });
       pc.ontrack = (ev) => { video.srcObject = ev.streams[0] || new MediaStream([ev.track]); };
@@ -156,5 +198,5 @@ window.danstream = (() => {
     }
   }
 
-  return { index, streams, WHEPViewer, fmt, fmtSize, esc, authed };
+  return { index, streams, WHEPViewer, iceServersFromLinks, fmt, fmtSize, esc, authed };
 })();
