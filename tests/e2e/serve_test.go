@@ -134,6 +134,7 @@ func (s *server) launch(t *testing.T, args []string, env ...string) {
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-s.done:
+			s.done <- err // for the cleanup, which would otherwise wait for it forever
 			t.Fatalf("serve exited early: %v\n%s", err, s.logs())
 		default:
 		}

@@ -34,7 +34,8 @@ func TestShardsServeEachStreamOnceAndSurviveEachOther(t *testing.T) {
 		}
 	}
 	var cfg strings.Builder
-	cfg.WriteString("streams:\n")
+	// One config for all three: the WebRTC ports are any free ones (default 8189, one per machine).
+	cfg.WriteString("webrtc: {udp_listen: \"127.0.0.1:0\", tcp_listen: \"127.0.0.1:0\"}\nstreams:\n")
 	for _, name := range all {
 		fmt.Fprintf(&cfg, "  %s:\n    source: synthetic:64x48@10\n    %s\n", name, testModel)
 	}
