@@ -78,17 +78,9 @@ func TestSoakViewersJoiningAndLeavingLeakNothing(t *testing.T) {
 	rounds := 1
 	for deadline := time.Now().Add(total); time.Now().Before(deadline); rounds++ {
 		round()
+		t.Logf("round %d: RSS %.1f MiB, Go heap in use %.1f MiB", rounds, float64(rss())/(1<<20), float64(heapInuse())/(1<<20))
 	}
 	client.CloseIdleConnections()
-	debug.FreeOSMemory()
-	rssEnd, heapEnd := rss(), heapInuse()
-	growth := float64(rssEnd-rssWarm) / float64(rssWarm) * 100
-	t.Logf("%d rounds of 10 viewers in %s: RSS %.1f -> %.1f MiB (%+.1f%%), Go heap in use %.1f -> %.1f MiB",
-		rounds, total, float64(rssWarm)/(1<<20), float64(rssEnd)/(1<<20), growth,
-		float64(heapWarm)/(1<<20), float64(heapEnd)/(1<<20))
-	if total >= 5*time.Minute && growth > 5 {
-		t.Errorf("RSS grew %.1f%% after warm-up over a %s soak, want < 5%%", growth, total)
-	}
 
 	// Goroutines of departed viewers (pion's ICE/DTLS/SCTP loops) wind down asynchronously.
 	var goEnd int
@@ -100,6 +92,32 @@ func TestSoakViewersJoiningAndLeavingLeakNothing(t *testing.T) {
 	if goEnd > goStart {
 		buf := make([]byte, 1<<20)
 		t.Errorf("goroutines %d after the viewers left, %d before\n%s", goEnd, goStart, buf[:runtime.Stack(buf, true)])
+	}
+
+	// Memory over this run's own window, measured once the viewers are gone.
+	// Without -race the 40 s CI pass grew RSS by 2.0% (11 rounds) and the
+	// 10-minute soak by 2.1% (README); one viewer's worth of memory kept per
+	// round (about 2.3 MiB of RSS) would add some 20 MiB, and the Go heap
+	// several MiB. Under -race the detector's shadow memory climbs with the
+	// addresses the run touches: 9 rounds grew RSS by 3.5%, 4.6%, 5.4% and
+	// 9.3% with the Go heap flat (2026-12-02, 2-core machine, other jobs
+	// running), so there RSS gets a looser bar and the heap carries the check.
+	debug.FreeOSMemory()
+	rssEnd, heapEnd := rss(), heapInuse()
+	growth := float64(rssEnd-rssWarm) / float64(rssWarm) * 100
+	heapGrowth := (float64(heapEnd) - float64(heapWarm)) / (1 << 20)
+	t.Logf("%d rounds of 10 viewers in %s: RSS %.1f -> %.1f MiB (%+.1f%%), Go heap in use %.1f -> %.1f MiB (%+.1f MiB)",
+		rounds, total, float64(rssWarm)/(1<<20), float64(rssEnd)/(1<<20), growth,
+		float64(heapWarm)/(1<<20), float64(heapEnd)/(1<<20), heapGrowth)
+	rssBar := 5.0
+	if raceBuild {
+		rssBar = 20
+	}
+	if growth > rssBar {
+		t.Errorf("RSS grew %.1f%% after warm-up over a %s soak, want <= %.0f%%", growth, total, rssBar)
+	}
+	if heapGrowth > 8 {
+		t.Errorf("Go heap in use grew %.1f MiB after warm-up over a %s soak, want <= 8 MiB", heapGrowth, total)
 	}
 	if counting {
 		if n, _ := capture.MatCount(); n != matStart {
