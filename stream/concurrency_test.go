@@ -105,7 +105,7 @@ func TestReloadWithAFailingModelShowsInStreamsAndHealthz(t *testing.T) {
 	h := transport.NewServer(m, transport.ServerOptions{LoopbackOnly: true}).Handler()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go WatchConfig(ctx, path, 50*time.Millisecond, m, slog.Default())
+	go NewConfigWatcher(path, 50*time.Millisecond, m, slog.Default()).Run(ctx) // notes the file before any write below
 	waitFor(t, "a running", func() bool { return stateOf(m, "a") == StateRunning })
 
 	write("streams:\n" +

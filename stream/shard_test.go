@@ -114,9 +114,8 @@ func TestReloadWithMoreShardsStopsOnlyTheMovedStreams(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go WatchConfig(ctx, path, 50*time.Millisecond, m, slog.Default())
-	// Rewritten (a growing comment changes the size) until seen: WatchConfig's
-	// first stamp of the file may come after any one write.
+	go NewConfigWatcher(path, 50*time.Millisecond, m, slog.Default()).Run(ctx) // notes the file before any write below
+	// Rewritten (a growing comment changes the size) until seen.
 	writes := 0
 	waitFor(t, "the moved streams to stop", func() bool {
 		if len(m.names()) == len(kept) {
