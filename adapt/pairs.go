@@ -23,9 +23,16 @@ import (
 	"github.com/danstream/danstream/frame"
 )
 
-// ErrAspect is returned when the sub and main streams do not show the same
-// field of view (their aspect ratios differ): no crop-free pairing exists.
-var ErrAspect = errors.New("adapt: sub and main streams have different aspect ratios")
+// ErrCrop is returned when registration shows that the sub stream sees only
+// part of the main stream's picture (a crop, not the same field of view): no
+// HR frame of the whole sub picture exists. Sub streams of another aspect
+// ratio that show the whole picture (anamorphic pixels, e.g. 640x480 of a
+// 1920x1080 main) are paired; only a crop is refused.
+var ErrCrop = errors.New("adapt: the sub stream shows a crop of the main stream's picture, not the same field of view")
+
+// cropVerdicts is how many sub frames must match a crop of the main picture
+// (and not the whole of it) before the collector gives up on a stream pair.
+const cropVerdicts = 3
 
 // CollectorOptions tunes pair collection. Zero values pick the defaults shown.
 type CollectorOptions struct {
@@ -140,6 +147,11 @@ type Collector struct {
 	offset time.Duration
 	// lastSilentLog rate-limits the "main stream silent" warning (Run's goroutine only).
 	lastSilentLog time.Time
+	// fovOK is the sub/main geometry (sub W, H, main W, H) whose differing aspect
+	// ratios registration has shown to be one field of view; crops counts sub
+	// frames that matched a crop instead (Run's goroutine only).
+	fovOK [4]int
+	crops int
 }
 
 // Frames kept for pairing: enough for the main stream's lag plus the
@@ -152,8 +164,10 @@ const (
 	staleAfter = 1500 * time.Millisecond
 )
 
-// NewCollector checks that the two sources can be paired (same aspect ratio)
-// and opens or creates the dataset folder, continuing an existing manifest.
+// NewCollector checks that the two sources report frame sizes and opens or
+// creates the dataset folder, continuing an existing manifest. Whether
+// streams of different aspect ratios show the same field of view is decided
+// by registration while collecting (Run).
 func NewCollector(sub, main capture.Source, opts CollectorOptions) (*Collector, error) {
 	o := opts.withDefaults()
 	if o.Dir == "" {
@@ -163,8 +177,8 @@ func NewCollector(sub, main capture.Source, opts CollectorOptions) (*Collector, 
 		return nil, fmt.Errorf("adapt: scale %d out of range 1..8", o.Scale)
 	}
 	si, mi := sub.Info(), main.Info()
-	if err := sameAspect(si.Width, si.Height, mi.Width, mi.Height); err != nil {
-		return nil, fmt.Errorf("%w (sub %s, main %s)", err, si.URL, mi.URL)
+	if si.Width <= 0 || si.Height <= 0 || mi.Width <= 0 || mi.Height <= 0 {
+		return nil, fmt.Errorf("adapt: unknown frame size (sub %s %dx%d, main %s %dx%d)", si.URL, si.Width, si.Height, mi.URL, mi.Width, mi.Height)
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("adapt: dataset folder %s: %w", o.Dir, err)
@@ -183,17 +197,11 @@ func NewCollector(sub, main capture.Source, opts CollectorOptions) (*Collector, 
 	return c, nil
 }
 
-// sameAspect accepts sizes whose aspect ratios agree within 1% (encoders
+// sameAspect reports sizes whose aspect ratios agree within 1% (encoders
 // round odd sizes).
-func sameAspect(sw, sh, mw, mh int) error {
-	if sw <= 0 || sh <= 0 || mw <= 0 || mh <= 0 {
-		return fmt.Errorf("adapt: unknown frame size (sub %dx%d, main %dx%d)", sw, sh, mw, mh)
-	}
+func sameAspect(sw, sh, mw, mh int) bool {
 	a, b := float64(sw)/float64(sh), float64(mw)/float64(mh)
-	if math.Abs(a-b)/b > 0.01 {
-		return fmt.Errorf("%w: sub %dx%d (%.3f), main %dx%d (%.3f)", ErrAspect, sw, sh, a, mw, mh, b)
-	}
-	return nil
+	return math.Abs(a-b)/b <= 0.01
 }
 
 // Stats returns the counters.
@@ -212,8 +220,8 @@ func (c *Collector) Manifest() Manifest {
 	return m
 }
 
-// Run collects until ctx ends (nil) or a source ends for good or shows an
-// aspect ratio that cannot pair (the error says which). A main stream that
+// Run collects until ctx ends (nil) or a source ends for good or
+// registration shows the sub stream is a crop of the main picture (ErrCrop). A main stream that
 // goes silent only makes pairs fail ("no main frame"); disk errors are
 // logged and counted, never fatal.
 func (c *Collector) Run(ctx context.Context) error {
@@ -242,7 +250,10 @@ func (c *Collector) Run(ctx context.Context) error {
 	wg.Add(2)
 	go read("sub", c.sub, &c.subRing, subRingSize)
 	go read("main", c.main, &c.mainRing, mainRingSize)
-	defer wg.Wait()
+	defer func() {
+		cancel() // first: the readers wait in Next until ctx ends
+		wg.Wait()
+	}()
 
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -298,7 +309,7 @@ func (c *Collector) Run(ctx context.Context) error {
 }
 
 // consider tries to make a pair of sub frame s; it returns an error only for
-// a condition no later frame can fix (aspect ratio).
+// a condition no later frame can fix (a cropped sub stream).
 func (c *Collector) consider(s frame.Frame, sBlocks []float64, motion float64) (bool, error) {
 	c.count(func(st *CollectorStats) { st.Considered++ })
 	if motion > c.o.MaxMotion {
@@ -322,10 +333,9 @@ func (c *Collector) consider(s frame.Frame, sBlocks []float64, motion float64) (
 		}
 		return false, nil
 	}
-	if err := sameAspect(s.W, s.H, cands[0].W, cands[0].H); err != nil {
-		return false, err
-	}
 	// The capture clocks only bound the pairing; content picks the instant.
+	// The main picture is resized to the sub's geometry whatever the aspect
+	// ratios: a 4:3 sub stream of a 16:9 main has anamorphic pixels.
 	var (
 		best     frame.Frame
 		bestDown frame.Frame
@@ -340,7 +350,14 @@ func (c *Collector) consider(s frame.Frame, sBlocks []float64, motion float64) (
 			best, bestDown, bestDiff = m, down, d
 		}
 	}
+	geom := [4]int{s.W, s.H, cands[0].W, cands[0].H}
+	unproven := !sameAspect(s.W, s.H, cands[0].W, cands[0].H) && c.fovOK != geom
 	if bestDiff > c.o.MaxContentDiff {
+		if unproven {
+			if err := c.checkCrop(s, sBlocks, cands, bestDiff); err != nil {
+				return false, err
+			}
+		}
 		c.count(func(st *CollectorStats) { st.Content++ })
 		return false, nil
 	}
@@ -353,10 +370,15 @@ func (c *Collector) consider(s frame.Frame, sBlocks []float64, motion float64) (
 		c.log.Debug("registration rejected", "dx", dx, "dy", dy, "response", resp)
 		return false, nil
 	}
+	if unproven {
+		c.fovOK, c.crops = geom, 0
+		c.log.Info("sub and main streams have different aspect ratios but show the same field of view: pairing the main picture resized to sub x scale",
+			"sub", fmt.Sprintf("%dx%d", s.W, s.H), "main", fmt.Sprintf("%dx%d", best.W, best.H), "scale", c.o.Scale)
+	}
 	hr := best
 	if W, H := s.W*c.o.Scale, s.H*c.o.Scale; best.W != W || best.H != H {
 		interp := capture.InterpArea
-		if W > best.W {
+		if W > best.W || H > best.H { // enlarging in either direction (an anamorphic sub)
 			interp = capture.InterpCubic
 		}
 		if hr, err = capture.Resize(best, W, H, interp); err != nil {
@@ -479,6 +501,126 @@ func writePNG(path string, f frame.Frame) (err error) {
 		return fmt.Errorf("adapt: write pair %s: %w", path, err)
 	}
 	return nil
+}
+
+// checkCrop tests, for a sub frame of another aspect ratio than the main
+// stream's that did not match the whole main picture resized to its geometry
+// (anamDiff), the other reading: square pixels and a crop, i.e. the sub frame
+// is a window of the main picture scaled uniformly so their short sides
+// agree, slid along the long side. When that window matches the sub frame
+// (the content check's measure, with its threshold) and clearly better than
+// the whole picture did, cropVerdicts times, it returns ErrCrop saying where
+// the sub picture lies in the main one.
+func (c *Collector) checkCrop(s frame.Frame, sBlocks []float64, cands []frame.Frame, anamDiff float64) error {
+	best := math.Inf(1)
+	var bestRect image.Rectangle
+	var bestMain frame.Frame
+	for _, m := range cands {
+		// Coarse: main scaled uniformly so that the sub frame fits across its
+		// short side, the sub frame slid along the long one in scaled pixels.
+		wide := float64(s.W)/float64(s.H) < float64(m.W)/float64(m.H)
+		k := float64(m.W) / float64(s.W) // main pixels per sub pixel
+		W, H := s.W, int(math.Round(float64(m.H)/k))
+		if wide {
+			k = float64(m.H) / float64(s.H)
+			W, H = int(math.Round(float64(m.W)/k)), s.H
+		}
+		if W < s.W || H < s.H {
+			continue // rounding left no room to slide
+		}
+		scaled, err := capture.Resize(m, W, H, capture.InterpArea)
+		if err != nil {
+			return fmt.Errorf("adapt: %w", err)
+		}
+		coarse, cd := 0, math.Inf(1)
+		integ := lumaIntegral(scaled)
+		for off := 0; off <= W-s.W+H-s.H; off++ { // one of the two ranges is empty
+			x, y := off, 0
+			if !wide {
+				x, y = 0, off
+			}
+			if d := p99AbsDiff(sBlocks, integ.blocks(x, y, s.W, s.H)); d < cd {
+				coarse, cd = off, d
+			}
+		}
+		// Fine: windows of the main picture itself around the coarse offset,
+		// one main pixel apart, each resized to the sub's size.
+		ww, wh := int(math.Round(float64(s.W)*k)), int(math.Round(float64(s.H)*k))
+		ww, wh = min(ww, m.W), min(wh, m.H)
+		for o := int(float64(coarse-1) * k); o <= int(math.Ceil(float64(coarse+1)*k)); o++ {
+			r := image.Rect(o, 0, o+ww, wh)
+			if !wide {
+				r = image.Rect(0, o, ww, o+wh)
+			}
+			if !r.In(image.Rect(0, 0, m.W, m.H)) {
+				continue
+			}
+			win, err := capture.Resize(cropFrame(m, r), s.W, s.H, capture.InterpArea)
+			if err != nil {
+				return fmt.Errorf("adapt: %w", err)
+			}
+			if d := p99AbsDiff(sBlocks, blockLuma(win)); d < best {
+				best, bestRect, bestMain = d, r, m
+			}
+		}
+	}
+	c.log.Debug("crop test", "window", bestRect, "diff", best, "whole_picture_diff", anamDiff)
+	if best > c.o.MaxContentDiff || best > anamDiff/2 {
+		return nil
+	}
+	if c.crops++; c.crops < cropVerdicts {
+		return nil
+	}
+	return fmt.Errorf("%w: sub %s (%dx%d) matches only x %d..%d, y %d..%d of main %s (%dx%d) (block difference %.1f, whole picture %.1f); "+
+		"pairs need both streams to show the whole picture: set the camera's sub stream to the full field of view",
+		ErrCrop, c.sub.Info().URL, s.W, s.H, bestRect.Min.X, bestRect.Max.X, bestRect.Min.Y, bestRect.Max.Y,
+		c.main.Info().URL, bestMain.W, bestMain.H, best, anamDiff)
+}
+
+// cropFrame copies the r window of f.
+func cropFrame(f frame.Frame, r image.Rectangle) frame.Frame {
+	out := frame.Frame{Pix: make([]byte, r.Dx()*r.Dy()*3), W: r.Dx(), H: r.Dy(), Seq: f.Seq, Captured: f.Captured}
+	for y := 0; y < r.Dy(); y++ {
+		copy(out.Pix[y*r.Dx()*3:(y+1)*r.Dx()*3], f.Pix[((r.Min.Y+y)*f.W+r.Min.X)*3:])
+	}
+	return out
+}
+
+// integral is a summed-area table of luma ((W+1) x (H+1)), so that the
+// block means of any window cost four look-ups a block (the crop search
+// slides a window over a whole frame).
+type integral struct {
+	w   int
+	sum []float64
+}
+
+func lumaIntegral(f frame.Frame) integral {
+	w := f.W + 1
+	t := integral{w: w, sum: make([]float64, w*(f.H+1))}
+	for y := 0; y < f.H; y++ {
+		var row float64
+		for x := 0; x < f.W; x++ {
+			p := f.Pix[(y*f.W+x)*3:]
+			row += 0.114*float64(p[0]) + 0.587*float64(p[1]) + 0.299*float64(p[2])
+			t.sum[(y+1)*w+x+1] = t.sum[y*w+x+1] + row
+		}
+	}
+	return t
+}
+
+// blocks is blockLuma of the w x h window at (x0, y0).
+func (t integral) blocks(x0, y0, w, h int) []float64 {
+	const B = 8
+	bw, bh := w/B, h/B
+	out := make([]float64, bw*bh)
+	for by := 0; by < bh; by++ {
+		for bx := 0; bx < bw; bx++ {
+			xa, ya := x0+bx*B, y0+by*B
+			xb, yb := xa+B, ya+B
+			out[by*bw+bx] = (t.sum[yb*t.w+xb] - t.sum[ya*t.w+xb] - t.sum[yb*t.w+xa] + t.sum[ya*t.w+xa]) / (B * B)
+		}
+	}
+	return out
 }
 
 // blockLuma returns the mean luma of each 8x8 block: averaging removes the

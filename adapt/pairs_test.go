@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,15 +159,69 @@ func TestCollectorBuildsARegisteredRotatingDatasetFromTheTestCamera(t *testing.T
 	}
 }
 
-func TestCollectorRefusesStreamsWithDifferentAspectRatios(t *testing.T) {
-	sub, main := open(t, "synthetic:320x180@5"), open(t, "synthetic:640x480@5")
-	defer sub.Close()
-	defer main.Close()
-	_, err := NewCollector(sub, main, CollectorOptions{Dir: t.TempDir(), Scale: 2})
-	if !errors.Is(err, ErrAspect) {
-		t.Fatalf("err = %v, want ErrAspect", err)
+// Many cameras send a 4:3 sub stream (640x480, 704x576) of a 16:9 main
+// picture: the same field of view with anamorphic pixels. The test camera
+// publishes a 16:9 main (768x432) with a 256x192 sub at x3 and, from the same
+// frames, a sub of the same size showing only the centre of the main picture.
+// The first pairs (main resized to 768x576, registered within half a pixel);
+// the second is refused with a message that says it is a crop.
+func TestCollectorPairsAnAnamorphicSubAndRefusesACrop(t *testing.T) {
+	s := rtsptest.Start(t)
+	cam := rtsptest.PublishTestCamera(t, s, rtsptest.CameraOptions{
+		MainCrop: "768:432", SubWidth: 256, SubHeight: 192, CropPath: "crop",
+	})
+	main, sub, crop := open(t, cam.MainURL), open(t, cam.SubURL), open(t, cam.CropURL)
+	main2 := open(t, cam.MainURL) // each collector reads its own main connection
+	for _, src := range []capture.Source{main, sub, crop, main2} {
+		defer src.Close()
 	}
-	t.Log(err)
+	dir := filepath.Join(t.TempDir(), "pairs")
+	good, err := NewCollector(sub, main, CollectorOptions{Dir: dir, Scale: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := NewCollector(crop, main2, CollectorOptions{Dir: t.TempDir(), Scale: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	goodDone, badDone := make(chan error, 1), make(chan error, 1)
+	go func() { goodDone <- good.Run(ctx) }()
+	go func() { badDone <- bad.Run(ctx) }()
+
+	// Both run side by side; the crop verdict needs a few still frames, the
+	// pairs a few more.
+	var badErr error
+	waitFor(t, "the cropped sub stream refused and 3 pairs of the anamorphic one", 4*time.Minute, func() bool {
+		select {
+		case badErr = <-badDone:
+			badDone = nil
+		default:
+		}
+		return badDone == nil && good.Stats().Stored >= 3
+	})
+	if !errors.Is(badErr, ErrCrop) || !strings.Contains(badErr.Error(), "crop") || !strings.Contains(badErr.Error(), "768x432") {
+		t.Fatalf("cropped sub stream: Run = %v, want ErrCrop naming the main picture", badErr)
+	}
+	t.Log(badErr)
+	if st := bad.Stats(); st.Stored != 0 {
+		t.Errorf("stored %d pairs of a cropped sub stream", st.Stored)
+	}
+	cancel()
+	if err := <-goodDone; err != nil {
+		t.Fatalf("anamorphic sub stream: Run = %v", err)
+	}
+	m := good.Manifest()
+	if m.Scale != 3 || m.LRWidth != 256 || m.LRHeight != 192 || m.HRWidth != 768 || m.HRHeight != 576 {
+		t.Fatalf("manifest header %+v", m)
+	}
+	for _, p := range m.Pairs {
+		if math.Abs(p.DX) > 0.5 || math.Abs(p.DY) > 0.5 {
+			t.Errorf("pair %d registered at (%.2f, %.2f) sub pixels, want within 0.5", p.ID, p.DX, p.DY)
+		}
+	}
+	t.Logf("anamorphic: %+v", good.Stats())
 }
 
 // Streams of the same size that show different scenes (a sub stream paired

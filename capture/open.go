@@ -61,6 +61,12 @@ func Open(ctx context.Context, url string, opts Options) (Source, error) {
 	}
 }
 
+// IsCamera reports a live camera source (rtsp://, rtsps://, webcam:N): what a
+// real sensor and codec deliver, as opposed to a file or the synthetic scene.
+func IsCamera(url string) bool {
+	return strings.HasPrefix(url, "webcam:") || hasScheme(url, "rtsp") || hasScheme(url, "rtsps")
+}
+
 func hasScheme(s, scheme string) bool {
 	return len(s) > len(scheme)+3 && strings.EqualFold(s[:len(scheme)+3], scheme+"://")
 }

@@ -255,19 +255,21 @@ func TestCache_RandomChangesStaySeamlessAtAnySize(t *testing.T) {
 	// places in frames of awkward sizes; with a model without global
 	// operations the cached output must match a full run.
 	r := rand.New(rand.NewSource(9))
-	on := load(t, convX2, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: 7}})
-	off := load(t, convX2, ModelOptions{Cache: false})
-	for _, sz := range [][2]int{{97, 61}, {33, 140}, {20, 9}, {151, 100}} {
-		f := texture(sz[0], sz[1], int64(sz[0]))
-		upscale(t, on, f)
-		for i := 0; i < 6; i++ {
-			w, h := 3+r.Intn(sz[0]/2), 3+r.Intn(sz[1]/2)
-			f = paintGrey(f, r.Intn(sz[0]-w+1), r.Intn(sz[1]-h+1), w, h, grey(i))
-			got := upscale(t, on, f)
-			want := upscale(t, off, f)
-			if d, p := maxAbsDiff(got.Pix, want.Pix), PSNR(got.Pix, want.Pix); d > 3 || p < 50 {
-				m := on.Metrics().Last
-				t.Fatalf("%dx%d step %d (%d tiles, %q): cached vs full max diff %d, PSNR %.1f dB", sz[0], sz[1], i, m.Inferred, m.FullReason, d, p)
+	for _, model := range []string{convX2, convX3} {
+		on := load(t, model, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: 7}})
+		off := load(t, model, ModelOptions{Cache: false})
+		for _, sz := range [][2]int{{97, 61}, {33, 140}, {20, 9}, {151, 100}} {
+			f := texture(sz[0], sz[1], int64(sz[0]))
+			upscale(t, on, f)
+			for i := 0; i < 6; i++ {
+				w, h := 3+r.Intn(sz[0]/2), 3+r.Intn(sz[1]/2)
+				f = paintGrey(f, r.Intn(sz[0]-w+1), r.Intn(sz[1]-h+1), w, h, grey(i))
+				got := upscale(t, on, f)
+				want := upscale(t, off, f)
+				if d, p := maxAbsDiff(got.Pix, want.Pix), PSNR(got.Pix, want.Pix); d > 3 || p < 50 {
+					m := on.Metrics().Last
+					t.Fatalf("x%d %dx%d step %d (%d tiles, %q): cached vs full max diff %d, PSNR %.1f dB", on.Scale(), sz[0], sz[1], i, m.Inferred, m.FullReason, d, p)
+				}
 			}
 		}
 	}
@@ -292,20 +294,22 @@ func TestCache_SubThresholdChangeStillReachesOutputByCorrection(t *testing.T) {
 	for i, v := range g.Pix {
 		g.Pix[i] = byte(min(255, int(v)+3)) // slow light: below every threshold
 	}
-	off := load(t, convX2, ModelOptions{Cache: false})
-	want := upscale(t, off, g)
-	psnr := map[bool]float64{}
-	for _, noCorr := range []bool{false, true} {
-		on := load(t, convX2, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: 1 << 20, NoCorrection: noCorr}})
-		upscale(t, on, f)
-		got := upscale(t, on, g)
-		if m := on.Metrics().Last; m.Inferred != 0 {
-			t.Fatalf("a 3-level change re-inferred %d tiles", m.Inferred)
+	for _, model := range []string{convX2, convX3} {
+		off := load(t, model, ModelOptions{Cache: false})
+		want := upscale(t, off, g)
+		psnr := map[bool]float64{}
+		for _, noCorr := range []bool{false, true} {
+			on := load(t, model, ModelOptions{Cache: true, CacheTuning: CacheOptions{RefreshFrames: 1 << 20, NoCorrection: noCorr}})
+			upscale(t, on, f)
+			got := upscale(t, on, g)
+			if m := on.Metrics().Last; m.Inferred != 0 {
+				t.Fatalf("x%d: a 3-level change re-inferred %d tiles", off.Scale(), m.Inferred)
+			}
+			psnr[noCorr] = PSNR(got.Pix, want.Pix)
 		}
-		psnr[noCorr] = PSNR(got.Pix, want.Pix)
-	}
-	t.Logf("cached vs full output after a 3-level change: %.1f dB corrected, %.1f dB not", psnr[false], psnr[true])
-	if psnr[false] < psnr[true]+10 {
-		t.Errorf("correction should bring the reused pixels close to a full run: %.1f dB vs %.1f dB without", psnr[false], psnr[true])
+		t.Logf("x%d: cached vs full output after a 3-level change: %.1f dB corrected, %.1f dB not", off.Scale(), psnr[false], psnr[true])
+		if psnr[false] < psnr[true]+10 {
+			t.Errorf("x%d: correction should bring the reused pixels close to a full run: %.1f dB vs %.1f dB without", off.Scale(), psnr[false], psnr[true])
+		}
 	}
 }

@@ -124,10 +124,29 @@ func FindAsset(rel string) (string, []string) {
 	return "", cands
 }
 
-// DefaultModelPath finds the bundled DAN model for a scale (sr/models/dan_lite_x{N}.onnx)
-// the way FindAsset does; the error names every place looked at.
-func DefaultModelPath(scale int) (string, error) {
-	rel := filepath.Join("sr", "models", fmt.Sprintf("dan_lite_x%d.onnx", scale))
+// Kinds of bundled DAN model (sr/models, MODEL_CARD.md).
+const (
+	// ModelClean is dan_lite_x{N}.onnx: trained on clean (bicubic/area) down-scaling.
+	ModelClean = "clean"
+	// ModelReal is dan_lite_x{N}_real.onnx: trained on camera-like degradations
+	// (blur, sensor noise, H.264/JPEG at sub-stream bit rates).
+	ModelReal = "real"
+)
+
+// BundledModelRel is the repository-relative file of a bundled model kind at a scale.
+func BundledModelRel(scale int, kind string) string {
+	name := fmt.Sprintf("dan_lite_x%d.onnx", scale)
+	if kind == ModelReal {
+		name = fmt.Sprintf("dan_lite_x%d_real.onnx", scale)
+	}
+	return filepath.Join("sr", "models", name)
+}
+
+// BundledModelPath finds a bundled DAN model of a kind (ModelClean, ModelReal)
+// for a scale the way FindAsset does; the error names every place looked at
+// and wraps os.ErrNotExist.
+func BundledModelPath(scale int, kind string) (string, error) {
+	rel := BundledModelRel(scale, kind)
 	p, tried := FindAsset(rel)
 	if p == "" {
 		if len(tried) > 6 {
@@ -137,6 +156,9 @@ func DefaultModelPath(scale int) (string, error) {
 	}
 	return p, nil
 }
+
+// DefaultModelPath finds the bundled clean DAN model for a scale (sr/models/dan_lite_x{N}.onnx).
+func DefaultModelPath(scale int) (string, error) { return BundledModelPath(scale, ModelClean) }
 
 func shortErr(err error) string {
 	var pe *os.PathError

@@ -22,6 +22,9 @@ const (
 	convX2    = "testdata/conv_x2.onnx"
 	convX2Dyn = "testdata/conv_x2_dynamic.onnx"
 	nearestX4 = "testdata/nearest_x4.onnx"
+	convX3    = "testdata/conv_x3.onnx"
+	convX3Dyn = "testdata/conv_x3_dynamic.onnx"
+	nearestX3 = "testdata/nearest_x3.onnx"
 )
 
 func TestMain(m *testing.M) {
@@ -210,20 +213,28 @@ func nearestRef(f frame.Frame, s int) []byte {
 }
 
 func TestUpscale_NearestModelEqualsPlainResizeAtAnySize(t *testing.T) {
-	u := load(t, nearestX4, ModelOptions{BatchSize: 3})
-	// Sizes below, at and above the 16-pixel tile, odd ones, and a single pixel.
-	for _, sz := range [][2]int{{1, 1}, {5, 3}, {16, 16}, {17, 33}, {100, 61}, {64, 9}} {
-		f := texture(sz[0], sz[1], int64(sz[0]))
-		got := upscale(t, u, f)
-		if !bytes.Equal(got.Pix, nearestRef(f, 4)) {
-			t.Errorf("%dx%d: tiled nearest-neighbour output differs from a plain resize", sz[0], sz[1])
+	for _, m := range []struct {
+		path  string
+		scale int
+	}{{nearestX4, 4}, {nearestX3, 3}} {
+		u := load(t, m.path, ModelOptions{BatchSize: 3})
+		if u.Scale() != m.scale {
+			t.Fatalf("%s: scale %d, want %d", m.path, u.Scale(), m.scale)
+		}
+		// Sizes below, at and above the 16-pixel tile, odd ones, and a single pixel.
+		for _, sz := range [][2]int{{1, 1}, {5, 3}, {16, 16}, {17, 33}, {100, 61}, {64, 9}} {
+			f := texture(sz[0], sz[1], int64(sz[0]))
+			got := upscale(t, u, f)
+			if got.W != f.W*m.scale || got.H != f.H*m.scale || !bytes.Equal(got.Pix, nearestRef(f, m.scale)) {
+				t.Errorf("x%d %dx%d: tiled nearest-neighbour output differs from a plain resize", m.scale, sz[0], sz[1])
+			}
 		}
 	}
 }
 
 // wholeImage runs the same network with free H,W on the whole frame, padded by
 // reflection like the tiler pads the frame edge, and returns BGR bytes.
-func wholeImage(t *testing.T, f frame.Frame, pad, s int) []byte {
+func wholeImage(t *testing.T, model string, f frame.Frame, pad, s int) []byte {
 	t.Helper()
 	W, H := f.W+2*pad, f.H+2*pad
 	in, err := ort.NewEmptyTensor[float32](ort.NewShape(1, 3, int64(H), int64(W)))
@@ -245,7 +256,7 @@ func wholeImage(t *testing.T, f frame.Frame, pad, s int) []byte {
 		t.Fatal(err)
 	}
 	defer out.Destroy()
-	sess, err := ort.NewDynamicAdvancedSession(convX2Dyn, []string{"lr"}, []string{"hr"}, nil)
+	sess, err := ort.NewDynamicAdvancedSession(model, []string{"lr"}, []string{"hr"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,16 +278,21 @@ func wholeImage(t *testing.T, f frame.Frame, pad, s int) []byte {
 }
 
 func TestUpscale_TiledEqualsWholeImageWithoutSeams(t *testing.T) {
-	u := load(t, convX2, ModelOptions{})
-	pad := u.Info().Overlap / 2
-	for _, sz := range [][2]int{{150, 97}, {10, 7}, {32, 32}, {33, 70}} {
-		f := texture(sz[0], sz[1], 7)
-		got := upscale(t, u, f)
-		want := wholeImage(t, f, pad, 2)
-		if p := PSNR(got.Pix, want); p < 50 {
-			t.Errorf("%dx%d: tiled vs whole-image PSNR %.2f dB, want >= 50", sz[0], sz[1], p)
-		} else {
-			t.Logf("%dx%d: tiled vs whole-image PSNR %.2f dB", sz[0], sz[1], p)
+	for _, m := range []struct {
+		tiled, whole string
+		scale        int
+	}{{convX2, convX2Dyn, 2}, {convX3, convX3Dyn, 3}} {
+		u := load(t, m.tiled, ModelOptions{})
+		pad := u.Info().Overlap / 2
+		for _, sz := range [][2]int{{150, 97}, {10, 7}, {32, 32}, {33, 70}} {
+			f := texture(sz[0], sz[1], 7)
+			got := upscale(t, u, f)
+			want := wholeImage(t, m.whole, f, pad, m.scale)
+			if p := PSNR(got.Pix, want); p < 50 {
+				t.Errorf("x%d %dx%d: tiled vs whole-image PSNR %.2f dB, want >= 50", m.scale, sz[0], sz[1], p)
+			} else {
+				t.Logf("x%d %dx%d: tiled vs whole-image PSNR %.2f dB", m.scale, sz[0], sz[1], p)
+			}
 		}
 	}
 }

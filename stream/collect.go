@@ -18,8 +18,8 @@ import (
 // pipeline takes the newest frame whenever SR is free, which thins the sub
 // frames below what the collector's motion check (consecutive frames) needs,
 // and the sub stream is the cheap one. A source that fails is reopened with
-// backoff; sub and main streams of different aspect ratios are reported and
-// retried slowly, since a camera can be reconfigured. Nothing here touches the
+// backoff; a sub stream that registration shows to be a crop of the main
+// picture is reported and retried slowly, since a camera can be reconfigured. Nothing here touches the
 // running model or the viewers.
 type collection struct {
 	sc     StreamConfig
@@ -33,7 +33,7 @@ type collection struct {
 	coll *adapt.Collector // the running one, nil between attempts
 }
 
-// collectRetry bounds the backoff between attempts; an aspect-ratio mismatch
+// collectRetry bounds the backoff between attempts; a cropped sub stream
 // waits collectAspectRetry (a configuration problem, not a glitch).
 var (
 	collectRetry       = 30 * time.Second
@@ -71,7 +71,7 @@ func (c *collection) run(ctx context.Context) {
 			backoff = time.Second // it worked for a while: a new glitch, not the same one
 		}
 		wait, state := backoff, "retrying"
-		if errors.Is(err, adapt.ErrAspect) {
+		if errors.Is(err, adapt.ErrCrop) {
 			wait, state = collectAspectRetry, "failed"
 		}
 		c.mu.Lock()

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/danstream/danstream/internal/shard"
+	"github.com/danstream/danstream/sr"
 	"github.com/danstream/danstream/transport"
 	"github.com/danstream/danstream/transport/rtsp"
 )
@@ -213,8 +214,8 @@ type StreamConfig struct {
 	Height   int           `yaml:"height" json:"height,omitempty"`     //
 	FPS      float64       `yaml:"fps" json:"fps,omitempty"`           // optional cap on the processed frame rate
 	Loop     bool          `yaml:"loop" json:"loop,omitempty"`         // files: start again at the end
-	Model    string        `yaml:"model" json:"model,omitempty"`       // ONNX file; empty = the bundled DAN model for Scale
-	Scale    int           `yaml:"scale" json:"scale,omitempty"`       // 2 or 4; must match the model's metadata when both are set
+	Model    string        `yaml:"model" json:"model,omitempty"`       // ONNX file, or "real" / "clean" (bundled); empty: see ModelPath
+	Scale    int           `yaml:"scale" json:"scale,omitempty"`       // 2, 3 or 4; must match the model's metadata when both are set
 	Provider string        `yaml:"provider" json:"provider,omitempty"` // cpu | cuda | tensorrt | auto
 	Threads  int           `yaml:"threads" json:"threads,omitempty"`   // ONNX Runtime intra-op threads, 0 = runtime default
 	Cache    *bool         `yaml:"cache" json:"cache,omitempty"`       // temporal tile cache, default on
@@ -452,7 +453,7 @@ func (c *Config) applyDefaults() {
 		if s.Provider == "" {
 			s.Provider = "cpu"
 		}
-		if s.Scale == 0 && s.Model == "" {
+		if s.Scale == 0 && (s.Model == "" || s.Model == sr.ModelClean || s.Model == sr.ModelReal) {
 			s.Scale = 4
 		}
 		if s.Bitrate == 0 {
@@ -559,8 +560,8 @@ func (c *Config) validate(line func(path ...string) int) error {
 		if strings.TrimSpace(s.Source) == "" {
 			bad(p("source"), "required (rtsp://..., a file, webcam:N or synthetic:WxH@FPS)")
 		}
-		if s.Scale != 0 && s.Scale != 2 && s.Scale != 4 {
-			bad(p("scale"), "must be 2 or 4, got %d", s.Scale)
+		if s.Scale != 0 && (s.Scale < 2 || s.Scale > 4) {
+			bad(p("scale"), "must be 2, 3 or 4, got %d", s.Scale)
 		}
 		switch s.Provider {
 		case "cpu", "cuda", "tensorrt", "auto":

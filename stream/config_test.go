@@ -14,7 +14,7 @@ func TestParseConfigRejectsWrongValuesNamingKeyAndLine(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"bad scale", "streams:\n  a:\n    source: synthetic:64x64\n    scale: 3\n", "line 4: streams.a.scale: must be 2 or 4"},
+		{"bad scale", "streams:\n  a:\n    source: synthetic:64x64\n    scale: 5\n", "line 4: streams.a.scale: must be 2, 3 or 4"},
 		{"bad provider", "streams:\n  a:\n    source: synthetic:64x64\n    provider: gpu\n", "line 4: streams.a.provider"},
 		{"missing source", "streams:\n  a:\n    scale: 2\n", "streams.a.source: required"},
 		{"unknown key", "streams:\n  a:\n    source: x\n    sauce: y\n", "line 4: field sauce not found in type stream.StreamConfig"},

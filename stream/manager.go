@@ -120,13 +120,9 @@ func NewManager(cfg Config, log *slog.Logger) (*Manager, error) {
 }
 
 func buildStream(name string, sc StreamConfig, log *slog.Logger) (*managed, error) {
-	path := sc.Model
-	if path == "" {
-		p, err := sr.DefaultModelPath(sc.Scale)
-		if err != nil {
-			return nil, err
-		}
-		path = p
+	path, err := ModelPath(sc)
+	if err != nil {
+		return nil, err
 	}
 	up, err := sr.LoadModel(path, sr.ModelOptions{
 		Provider: sc.Provider, Threads: sc.Threads, Cache: sc.CacheEnabled(), Logger: log.With("stream", name),

@@ -20,14 +20,29 @@ const VTest = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
 // IP camera applies between its sensor and its cheap stream. Zero values pick
 // the defaults shown.
 type CameraOptions struct {
-	Video      string  // footage for both streams (VTest)
-	Divisor    int     // sub = main / Divisor in each dimension (2)
+	Video string // footage for both streams (VTest)
+	// MainCrop crops the footage before anything else, as ffmpeg's crop
+	// filter takes it ("768:432": a 16:9 main picture from 4:3 footage); "": none.
+	MainCrop string
+	Divisor  int // sub = main / Divisor in each dimension (2), unless SubWidth/SubHeight
+	// SubWidth x SubHeight sets the sub stream's size. Of another aspect ratio
+	// than the main picture, it is an anamorphic sub stream of the same field of
+	// view (a 4:3 sub of a 16:9 main, as many cameras send).
+	SubWidth, SubHeight int
+
 	BlurSigma  float64 // gaussian blur before downscaling, optics + ISP (1.0)
 	Noise      int     // temporal luma/chroma noise strength, sensor (6)
 	SubKbps    int     // H.264 bitrate of the sub stream (250)
 	MainPath   string  // RTSP path of the main stream ("main")
 	SubPath    string  // RTSP path of the sub stream ("sub")
 	FFmpegArgs []string
+
+	// CropPath, when set, also publishes there a sub stream of CropWidth x
+	// CropHeight (default SubWidth x SubHeight), degraded like sub, showing only
+	// the centre of the main picture at that aspect ratio (square pixels): a
+	// different field of view.
+	CropPath              string
+	CropWidth, CropHeight int
 }
 
 func (o CameraOptions) withDefaults() CameraOptions {
@@ -60,6 +75,7 @@ func (o CameraOptions) withDefaults() CameraOptions {
 // the main stream at the same instant.
 type Camera struct {
 	MainURL, SubURL string
+	CropURL         string // with CameraOptions.CropPath
 	Options         CameraOptions
 	// Stop ends the camera early (both streams vanish); safe to call twice.
 	Stop func()
@@ -67,8 +83,9 @@ type Camera struct {
 
 // PublishTestCamera publishes the looped footage in real time (-re) as
 // `main` (full size, H.264, keyframe every 25 frames) and `sub` (blurred,
-// scaled to 1/Divisor, noisy, H.264 at a low bitrate) on s, and waits until
-// both are being recorded. It skips the test when ffmpeg or the footage is
+// scaled to 1/Divisor or SubWidth x SubHeight, noisy, H.264 at a low
+// bitrate), and the cropped sub stream when asked, on s, and waits until
+// all are being recorded. It skips the test when ffmpeg or the footage is
 // missing (fails under CI=true).
 func PublishTestCamera(tb testing.TB, s *Server, opts CameraOptions) *Camera {
 	tb.Helper()
@@ -76,10 +93,34 @@ func PublishTestCamera(tb testing.TB, s *Server, opts CameraOptions) *Camera {
 	bin := Need(tb, "ffmpeg", "apt-get install ffmpeg")
 	testdep.File(tb, o.Video, "rtsptest: the test camera's footage; apt-get install opencv-doc")
 	cam := &Camera{MainURL: s.URL(o.MainPath), SubURL: s.URL(o.SubPath), Options: o}
-	// split feeds both encoders the same decoded frame, so frame n of main
+	// split feeds every encoder the same decoded frame, so frame n of main
 	// and frame n of sub are one sensor instant.
-	graph := fmt.Sprintf("[0:v]split=2[m][s0];[s0]gblur=sigma=%g,scale=iw/%d:ih/%d:flags=area,noise=alls=%d:allf=t[s]",
-		o.BlurSigma, o.Divisor, o.Divisor, o.Noise)
+	size := fmt.Sprintf("iw/%d:ih/%d", o.Divisor, o.Divisor)
+	if o.SubWidth > 0 && o.SubHeight > 0 {
+		size = fmt.Sprintf("%d:%d", o.SubWidth, o.SubHeight)
+	}
+	degradeTo := func(size string) string {
+		return fmt.Sprintf("gblur=sigma=%g,scale=%s:flags=area,noise=alls=%d:allf=t", o.BlurSigma, size, o.Noise)
+	}
+	src, split := "[0:v]", "split=2[m][s0]"
+	if o.MainCrop != "" {
+		src = "[0:v]crop=" + o.MainCrop + ","
+	}
+	if o.CropPath != "" {
+		split = "split=3[m][s0][c0]"
+	}
+	graph := src + split + ";[s0]" + degradeTo(size) + "[s]"
+	if o.CropPath != "" {
+		w, h := o.CropWidth, o.CropHeight
+		if w <= 0 || h <= 0 {
+			w, h = o.SubWidth, o.SubHeight
+		}
+		if w <= 0 || h <= 0 {
+			tb.Fatal("rtsptest: CropPath needs CropWidth/CropHeight or SubWidth/SubHeight")
+		}
+		// The largest centred window of that aspect ratio (quoted: the commas are min()'s).
+		graph += fmt.Sprintf(";[c0]crop='min(iw,ih*%d/%d)':'min(ih,iw*%d/%d)',%s[c]", w, h, h, w, degradeTo(fmt.Sprintf("%d:%d", w, h)))
+	}
 	x264 := []string{"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-pix_fmt", "yuv420p"}
 	rtsp := []string{"-f", "rtsp", "-rtsp_transport", "tcp"}
 	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin",
@@ -94,6 +135,16 @@ func PublishTestCamera(tb testing.TB, s *Server, opts CameraOptions) *Camera {
 	args = append(args, o.FFmpegArgs...)
 	args = append(args, rtsp...)
 	args = append(args, cam.SubURL)
+	paths := []string{o.MainPath, o.SubPath}
+	if o.CropPath != "" {
+		cam.CropURL = s.URL(o.CropPath)
+		args = append(args, "-map", "[c]")
+		args = append(args, x264...)
+		args = append(args, "-b:v", kb, "-maxrate", kb, "-bufsize", fmt.Sprintf("%dk", o.SubKbps/2))
+		args = append(args, rtsp...)
+		args = append(args, cam.CropURL)
+		paths = append(paths, o.CropPath)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -119,7 +170,7 @@ func PublishTestCamera(tb testing.TB, s *Server, opts CameraOptions) *Camera {
 	})
 	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer wcancel()
-	for _, p := range []string{o.MainPath, o.SubPath} {
+	for _, p := range paths {
 		if err := s.WaitPublishing(wctx, p); err != nil {
 			cam.Stop() // ffmpeg has exited: its stderr can be read
 			tb.Fatalf("rtsptest: test camera: %v (ffmpeg: %s)", err, strings.TrimSpace(stderr.String()))

@@ -7,6 +7,7 @@ They follow the danstream ONNX contract (input "lr" [N,3,T,T] RGB 0..1, output "
   conv_x2_dynamic.onnx  the same weights with free H,W: the whole-image reference for seam tests
   conv_x2_t64.onnx      the same at tile 64, overlap 8 (the DAN geometry), for cache benchmarks
   nearest_x4.onnx       nearest-neighbour x4 (tile 16, overlap 4): tiled output must equal a plain resize
+  conv_x3.onnx, conv_x3_dynamic.onnx, nearest_x3.onnx  the same at scale 3 (the 1080p main / 360p sub pairing)
   bad_*.onnx            contract violations the loader must reject with a clear message
   bad_nan_x4.onnx       nearest x4 times NaN: loads, but its output is not finite (refused on warm-up)
 Deterministic (fixed seed); rerun: /usr/bin/python3 sr/testdata/gen_models.py
@@ -33,9 +34,25 @@ class ConvX2(nn.Module):
         return y + F.interpolate(x, scale_factor=2, mode="nearest")
 
 
-class NearestX4(nn.Module):
+class ConvX3(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 27, 3, padding=1)
+        self.ps = nn.PixelShuffle(3)
+
     def forward(self, x):
-        return F.interpolate(x, scale_factor=4, mode="nearest")
+        y = self.ps(self.c2(F.relu(self.c1(x)))) * 0.1
+        return y + F.interpolate(x, scale_factor=3, mode="nearest")
+
+
+class Nearest(nn.Module):
+    def __init__(self, s):
+        super().__init__()
+        self.s = s
+
+    def forward(self, x):
+        return F.interpolate(x, scale_factor=self.s, mode="nearest")
 
 
 class NaNX4(nn.Module):
@@ -87,7 +104,7 @@ def export(model, tile, path, metadata, dynamic_hw=False, in_name="lr", out_name
 def main():
     torch.manual_seed(1)
     conv = ConvX2().eval()
-    near = NearestX4().eval()
+    near = Nearest(4).eval()
     p = lambda n: os.path.join(HERE, n)
     export(conv, 32, p("conv_x2.onnx"), meta(2, 32, 8, "test-conv-x2"))
     export(conv, 32, p("conv_x2_dynamic.onnx"), None, dynamic_hw=True)
@@ -101,6 +118,12 @@ def main():
     export(conv, 32, p("bad_overlap.onnx"), meta(2, 32, 16, "bad-overlap"))     # overlap >= tile/2
     export(conv, 32, p("bad_range.onnx"), meta(2, 32, 8, "bad-range", input_range="0,255"))
     export(conv, 32, p("bad_names.onnx"), meta(2, 32, 8, "bad-names"), in_name="input", out_name="output")
+    # Scale 3 (seeded apart so the files above stay as they were).
+    torch.manual_seed(3)
+    conv3 = ConvX3().eval()
+    export(conv3, 32, p("conv_x3.onnx"), meta(3, 32, 8, "test-conv-x3"))
+    export(conv3, 32, p("conv_x3_dynamic.onnx"), None, dynamic_hw=True)
+    export(Nearest(3).eval(), 16, p("nearest_x3.onnx"), meta(3, 16, 4, "test-nearest-x3"))
     export_nan()
 
 
