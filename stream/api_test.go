@@ -40,7 +40,7 @@ func TestRuntimeAPIAddsChangesAndRemovesStreams(t *testing.T) {
 		{"same again is unchanged", "PUT", "/api/streams/cam", `{"source":"synthetic:32x32@15",` + testModelJSON + `}`, 200, `"changed": false`},
 		{"change", "PUT", "/api/streams/cam", `{"source":"synthetic:48x32@15","keyframe_interval":"1s",` + testModelJSON + `}`, 200, `"changed": true`},
 		{"unknown key", "PUT", "/api/streams/cam", `{"source":"synthetic:","colour":"red"}`, 400, `unknown field "colour"`},
-		{"bad scale names the key", "PUT", "/api/streams/cam", `{"source":"synthetic:","scale":3}`, 400, "streams.cam.scale: must be 2 or 4"},
+		{"bad scale names the key", "PUT", "/api/streams/cam", `{"source":"synthetic:","scale":5}`, 400, "streams.cam.scale: must be 2, 3 or 4"},
 		{"bad duration", "PUT", "/api/streams/cam", `{"source":"synthetic:","watchdog":"soon"}`, 400, "duration"},
 		{"bad name", "PUT", "/api/streams/bad.name", `{"source":"synthetic:"}`, 400, "stream names"},
 		{"empty body", "PUT", "/api/streams/cam", ``, 400, "empty body"},

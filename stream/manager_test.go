@@ -92,8 +92,8 @@ func TestPutDeleteAndApplyLeaveOtherStreamsRunning(t *testing.T) {
 	if _, err := m.Put("c", StreamConfig{Source: "synthetic:32x32", Model: "/nonexistent/model.onnx"}); err == nil {
 		t.Fatal("Put with a missing model succeeded")
 	}
-	if _, err := m.Put("c", StreamConfig{Source: "synthetic:32x32", Scale: 3}); err == nil {
-		t.Fatal("Put with scale 3 succeeded")
+	if _, err := m.Put("c", StreamConfig{Source: "synthetic:32x32", Scale: 5}); err == nil {
+		t.Fatal("Put with scale 5 succeeded")
 	}
 	if err := m.Delete("nope"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Delete unknown: %v", err)
@@ -179,7 +179,7 @@ func TestWatchConfigAppliesEditsAndIgnoresBrokenFiles(t *testing.T) {
 		t.Fatalf("reload adding b: %v", err)
 	}
 	waitFor(t, "b added by reload", func() bool { return stateOf(m, "b") == StateRunning })
-	write(base + "  b: {source: 'synthetic:32x32@20', scale: 3}\n") // invalid: ignored as a whole
+	write(base + "  b: {source: 'synthetic:32x32@20', scale: 5}\n") // invalid: ignored as a whole
 	if err := nextReload(t, handled); err == nil {
 		t.Fatal("an invalid config file was applied")
 	}
