@@ -68,6 +68,9 @@ type Broadcaster struct {
 	gone    uint64 // drops of subscriptions already closed
 	framesN uint64
 	convNs  int64
+	// Pace of WriteFrame by capture time: a new H.264 encoder starts at the
+	// rate the stream keeps.
+	pace paceMeter
 }
 
 // encState is one live encoder and its counters.
@@ -152,6 +155,9 @@ func (b *Broadcaster) WriteFrame(f frame.Frame) {
 		return
 	}
 	b.framesN++
+	if !f.Captured.IsZero() {
+		b.pace.add(f.Captured)
+	}
 	var active []string
 	for _, c := range SupportedCodecs() {
 		if len(b.subs[c]) > 0 {
@@ -239,7 +245,13 @@ func (b *Broadcaster) encoderFor(c string, w, h int) *encState {
 		es.enc = nil
 		b.log.Info("transport: frame size changed, restarting encoder", "codec", c, "from", fmt.Sprintf("%dx%d", es.w, es.h), "to", fmt.Sprintf("%dx%d", w, h))
 	}
-	enc, err := newEncoder(c, w, h, b.opts)
+	opts := b.opts
+	b.mu.Lock()
+	if opts.FrameRate <= 0 {
+		opts.FrameRate = b.pace.rate() // 0 (unknown) before 8 frames
+	}
+	b.mu.Unlock()
+	enc, err := newEncoder(c, w, h, opts)
 	if err != nil {
 		// Viewers of a codec we cannot encode would wait forever: end them.
 		b.log.Error("transport: cannot start encoder; closing its viewers", "codec", c, "err", err)

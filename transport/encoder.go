@@ -8,10 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pion/mediadevices/pkg/codec"
-	"github.com/pion/mediadevices/pkg/codec/x264"
-	"github.com/pion/mediadevices/pkg/io/video"
-	"github.com/pion/mediadevices/pkg/prop"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -58,6 +54,10 @@ type EncoderOptions struct {
 	// that falls further behind loses its queue (counted as drops) and resumes
 	// at the next keyframe.
 	QueueLen int
+	// FrameRate is the rate the H.264 encoder starts at (its SPS declares it);
+	// it then follows the pace of its input. 0: the Broadcaster's measure of
+	// the frames it was given, else 25 until measured.
+	FrameRate float64
 	// H264Preset is the x264 preset name (default "ultrafast").
 	H264Preset string
 	// VP8Speed is libvpx's realtime speed, 1 (best quality) to 16 (fastest);
@@ -100,56 +100,6 @@ type videoEncoder interface {
 	Close() error
 }
 
-// mdEncoder adapts a mediadevices pull-style encoder (it Reads its input
-// from a video.Reader) to our push-style call: the reader hands out the
-// picture set just before each Read.
-type mdEncoder struct {
-	rc    codec.ReadCloser
-	cur   *image.YCbCr
-	isKey func([]byte) bool
-}
-
-func newMDEncoder(b codec.VideoEncoderBuilder, w, h int, isKey func([]byte) bool) (*mdEncoder, error) {
-	e := &mdEncoder{isKey: isKey}
-	r := video.ReaderFunc(func() (image.Image, func(), error) {
-		if e.cur == nil {
-			return nil, func() {}, errors.New("transport: encoder read without a picture")
-		}
-		return e.cur, func() {}, nil
-	})
-	rc, err := b.BuildVideoEncoder(r, prop.Media{Video: prop.Video{Width: w, Height: h, FrameRate: 25}})
-	if err != nil {
-		return nil, err
-	}
-	e.rc = rc
-	return e, nil
-}
-
-func (e *mdEncoder) Encode(img *image.YCbCr, forceKey bool) ([]byte, bool, error) {
-	if forceKey {
-		// Only ever called from the encoding goroutine, so the x264 wrapper's
-		// unlocked flag write cannot race with its Read.
-		if kc, ok := e.rc.Controller().(codec.KeyFrameController); ok {
-			_ = kc.ForceKeyFrame()
-		}
-	}
-	e.cur = img
-	data, release, err := e.rc.Read()
-	e.cur = nil
-	if release != nil {
-		release()
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	if len(data) == 0 {
-		return nil, false, nil
-	}
-	return data, e.isKey(data), nil
-}
-
-func (e *mdEncoder) Close() error { return e.rc.Close() }
-
 // newEncoder builds the encoder for codec c at w x h.
 func newEncoder(c string, w, h int, o EncoderOptions) (videoEncoder, error) {
 	switch c {
@@ -163,31 +113,13 @@ func newEncoder(c string, w, h int, o EncoderOptions) (videoEncoder, error) {
 		if w%2 != 0 || h%2 != 0 {
 			return nil, fmt.Errorf("transport: h264 needs an even frame size, got %dx%d", w, h)
 		}
-		p, err := x264.NewParams()
-		if err != nil {
-			return nil, fmt.Errorf("transport: x264 params: %w", err)
-		}
-		p.BitRate = o.bitrateFor(w, h)
-		p.KeyFrameInterval = o.KeyframeInterval
-		p.Preset = x264Preset(o.H264Preset)
-		e, err := newMDEncoder(&p, w, h, h264IsKey)
+		e, err := newX264Encoder(w, h, o)
 		if err != nil {
 			return nil, fmt.Errorf("transport: h264 encoder %dx%d: %w", w, h, err)
 		}
 		return e, nil
 	}
 	return nil, fmt.Errorf("transport: no encoder for %q: %w", c, ErrUnsupportedCodec)
-}
-
-func x264Preset(name string) x264.Preset {
-	// Same order as x264's preset table, which the wrapper passes by index.
-	names := []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"}
-	for i, n := range names {
-		if strings.EqualFold(n, name) {
-			return x264.PresetUltrafast + x264.Preset(i)
-		}
-	}
-	return x264.PresetUltrafast
 }
 
 // vp8IsKey reads the VP8 frame tag: bit 0 of the first byte is 0 for a key frame (RFC 6386 §9.1).
