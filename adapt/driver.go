@@ -47,7 +47,7 @@ type RunOptions struct {
 	Stream   string         // stream name (names the model, and the stream to swap)
 	PairsDir string         // collected pairs (manifest.json); empty: the stream's, from API
 	Engine   offline.Engine // the model to beat (Model empty: the stream's, from API) and runtime settings
-	Init     string         // checkpoint to adapt; empty: the bundled sr/models/dan_lite_x{scale}_pretrain.pth
+	Init     string         // checkpoint to adapt; empty: InitCheckpoint of the pairs' scale
 	Out      string         // output folder; empty: <pairs>/../adapted-<stream>-<time>
 	// BudgetMin is the training wall-time budget in minutes; Val the fraction
 	// of the pairs (the newest) held out for validation, in (0, 1); only a
@@ -141,11 +141,13 @@ func Run(ctx context.Context, o RunOptions) (Report, error) {
 	repo := filepath.Dir(filepath.Dir(filepath.Dir(trainPy)))
 	ck := o.Init
 	if ck == "" {
-		ck = filepath.Join(repo, "sr", "models", fmt.Sprintf("dan_lite_x%d_pretrain.pth", man.Scale))
-	}
-	if _, err := os.Stat(ck); err != nil {
+		if ck, err = InitCheckpoint(repo, man.Scale); err != nil {
+			return Report{}, err
+		}
+	} else if _, err := os.Stat(ck); err != nil {
 		return Report{}, fmt.Errorf("init checkpoint: %w (pass --init, a pre-trained sr/dan checkpoint)", err)
 	}
+	fmt.Fprintf(o.Log, "adapt: starting from %s\n", ck)
 	absPairs, _ := filepath.Abs(pairsDir)
 	absCk, _ := filepath.Abs(ck)
 	rep := Report{Stream: o.Stream, PairsDir: absPairs, PairsTrain: len(man.Pairs) - nVal, PairsVal: nVal,
@@ -203,6 +205,24 @@ func Run(ctx context.Context, o RunOptions) (Report, error) {
 		return rep, err
 	}
 	return rep, nil
+}
+
+// InitCheckpoint is the bundled pre-trained checkpoint adaptation starts from
+// at a scale: the realistic one (sr/models/dan_lite_x{scale}_real.pth, trained
+// on camera-like degradations: what the pairs' sub frames are), else the
+// clean pre-training checkpoint (dan_lite_x{scale}_pretrain.pth, bundled at
+// x2 only). The error names both and says how to choose one.
+func InitCheckpoint(repo string, scale int) (string, error) {
+	var tried []string
+	for _, name := range []string{fmt.Sprintf("dan_lite_x%d_real.pth", scale), fmt.Sprintf("dan_lite_x%d_pretrain.pth", scale)} {
+		p := filepath.Join(repo, "sr", "models", name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		tried = append(tried, p)
+	}
+	return "", fmt.Errorf("init checkpoint: no pre-trained x%d checkpoint bundled (%s): pass --init, a pre-trained sr/dan checkpoint of that scale: %w",
+		scale, strings.Join(tried, ", "), os.ErrNotExist)
 }
 
 func readManifest(dir string) (Manifest, error) {

@@ -3,6 +3,7 @@ package adapt_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -164,4 +165,30 @@ func envFloat(k string, def float64) float64 {
 		return v
 	}
 	return def
+}
+
+// Adaptation starts from the realistic pre-trained checkpoint of the pairs'
+// scale, at every scale; the clean pre-training checkpoint only where no
+// realistic one is bundled; neither is an error naming both and --init.
+func TestInitCheckpointIsTheRealisticOneOfThePairsScale(t *testing.T) {
+	repo := t.TempDir()
+	models := filepath.Join(repo, "sr", "models")
+	if err := os.MkdirAll(models, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"dan_lite_x2_pretrain.pth", "dan_lite_x2_real.pth", "dan_lite_x3_real.pth", "dan_lite_x4_pretrain.pth"} {
+		if err := os.WriteFile(filepath.Join(models, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for scale, want := range map[int]string{2: "dan_lite_x2_real.pth", 3: "dan_lite_x3_real.pth", 4: "dan_lite_x4_pretrain.pth"} {
+		got, err := adapt.InitCheckpoint(repo, scale)
+		if err != nil || got != filepath.Join(models, want) {
+			t.Errorf("x%d: %s (%v), want %s", scale, got, err, want)
+		}
+	}
+	_, err := adapt.InitCheckpoint(repo, 5)
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "dan_lite_x5_real.pth") || !strings.Contains(err.Error(), "--init") {
+		t.Errorf("x5: %v", err)
+	}
 }

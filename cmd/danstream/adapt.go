@@ -32,7 +32,7 @@ func runAdapt(ctx context.Context, args []string) error {
 	registerEngine(fs, &o.Engine)
 	fs.StringVar(&o.Stream, "stream", "", "stream name (names the model, and the stream to swap)")
 	fs.StringVar(&o.PairsDir, "pairs", "", "folder of collected pairs (manifest.json)")
-	fs.StringVar(&o.Init, "init", "", "checkpoint to adapt (default the bundled sr/models/dan_lite_x{scale}_pretrain.pth)")
+	fs.StringVar(&o.Init, "init", "", "checkpoint to adapt (default the bundled sr/models/dan_lite_x{scale}_real.pth, else dan_lite_x{scale}_pretrain.pth)")
 	fs.StringVar(&o.Out, "out", "", "output folder (default <pairs>/../adapted-<stream>-<time>)")
 	fs.Float64Var(&o.BudgetMin, "budget-min", 10, "training wall-time budget, minutes")
 	fs.Float64Var(&o.Val, "val", 0.2, "fraction of the pairs (the newest) held out for validation")
