@@ -250,3 +250,20 @@ class PairsDirPatches(AlignedPatches):
         if int(man.get("scale", scale)) != scale:
             raise ValueError(f"pair folder {root!r} holds x{man.get('scale')} pairs, the model is x{scale}")
         self.pairs = [pairs_dir_pair(root, e, scale) for e in train]
+
+
+class CodecPairs(AlignedPatches):
+    """Random aligned crops of the offline realistic pairs (issue 16) in <dir>/data.npz,
+    made by `python3 -m sr.dan.gen_pairs OPTIONS.yml` (LR after blur/resize/noise and a
+    libx264 round trip, HR the clean frame)."""
+
+    def __init__(self, scale, tile, seed=0, root=None):
+        path = os.path.join(root or "", "data.npz")
+        if not root or not os.path.isfile(path):
+            raise FileNotFoundError(f"{path!r} not found: make it with `python3 -m sr.dan.gen_pairs OPTIONS.yml`")
+        super().__init__(scale, tile, seed)
+        z = np.load(path)
+        lr, hr = z["lr"], z["hr"]
+        if hr.shape[1] != lr.shape[1] * scale or lr.shape[1] < tile:
+            raise ValueError(f"{path}: LR {lr.shape[1:3]} / HR {hr.shape[1:3]} do not fit x{scale} with {tile}-pixel tiles")
+        self.pairs = list(zip(lr, hr))

@@ -222,3 +222,50 @@ def load_state_strict(model: nn.Module, state: dict, allow_missing=(), source="c
             parts.append(f"{len(shape)} shape mismatch(es) e.g. {shape[:3]}")
         raise ValueError(f"{source} does not match the model: " + "; ".join(parts))
     model.load_state_dict(state, strict=False)
+
+
+def _phase_map(src: int, dst: int):
+    """For each sub-pixel phase of scale dst, the phases of scale src whose centres
+    ((q + 0.5) / src) are nearest to its own ((p + 0.5) / dst)."""
+    out = []
+    for p in range(dst):
+        c = (p + 0.5) / dst
+        d = [abs((q + 0.5) / src - c) for q in range(src)]
+        best = min(d)
+        out.append([q for q in range(src) if abs(d[q] - best) < 1e-9])
+    return out
+
+
+def change_scale(model: "DANLite", scale: int) -> "DANLite":
+    """The same network at another up-sampling scale: every layer but the two that emit
+    sub-pixel planes (conv_up, gb_conv_last) keeps its weights; those two get, for each new
+    phase, the mean of the old phases nearest to it (a residual of the right kind from the
+    first step, not a random one). Used to start x3 from the trained x4 (or x2) body."""
+    old = model.scale
+    if scale == old:
+        return model
+    cfg = dict(model.cfg, scale=scale)
+    cfg.pop("arch")
+    new = DANLite(**cfg)
+    own = new.state_dict()
+    src = model.state_dict()
+    pm = _phase_map(old, scale)
+    so, sn = old * old, scale * scale
+
+    def remap(w, per):  # w: [3*so*per, ...] -> [3*sn*per, ...]; per = 1 (conv_up) or 2 (re/im)
+        rows = []
+        for c in range(3):
+            for py in range(scale):
+                for px in range(scale):
+                    for k in range(per):
+                        idx = [(c * so + qy * old + qx) * per + k for qy in pm[py] for qx in pm[px]]
+                        rows.append(w[idx].mean(0))
+        return torch.stack(rows)
+
+    for k, v in src.items():
+        if k.startswith("conv_up.") or k.startswith("gb_conv_last."):
+            own[k] = remap(v, 1 if k.startswith("conv_up.") else 2)
+        else:
+            own[k] = v
+    new.load_state_dict(own)
+    return new

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .checkpoint import read_checkpoint
 from .lora import apply_lora, count_params, merge_lora, set_trainable
-from .model import build_model, grow_groups, load_state_strict
+from .model import build_model, change_scale, grow_groups, load_state_strict
 from . import data as D
 
 
@@ -103,9 +103,14 @@ def make_data(opt, scale, tile, seed):
                                   rescale=tuple(d.get("rescale", [0.5, 1.0])))
     if d["kind"] == "city100":
         return D.City100Patches(scale, tile, seed=seed)
+    if d["kind"] == "codec_pairs":  # realistic offline pairs (issue 16), made by sr.dan.gen_pairs
+        if not os.path.isfile(os.path.join(d.get("dir") or "", "data.npz")):
+            from .gen_pairs import generate
+            generate(opt, d.get("dir"))
+        return D.CodecPairs(scale, tile, seed=seed, root=d.get("dir"))
     if d["kind"] == "pairs_dir":  # a camera's collected sub/main pairs (issue 7)
         return D.PairsDirPatches(scale, tile, seed=seed, root=d.get("dir"), val_fraction=float(d.get("val_fraction", 0.2)))
-    raise ValueError(f"unknown data.kind {d['kind']!r} (synthetic or city100)")
+    raise ValueError(f"unknown data.kind {d['kind']!r} (synthetic, city100, codec_pairs or pairs_dir)")
 
 
 def build(opt):
@@ -120,6 +125,10 @@ def build(opt):
         # adapt: start from the pre-trained network; pretrain: warm start (continuation).
         ck = read_checkpoint(opt["init"])
         for k, v in mcfg.items():
+            if k == "scale" and opt.get("change_scale"):
+                if int(opt["change_scale"]) != int(v):
+                    raise ValueError(f"change_scale {opt['change_scale']} differs from model.scale {v}")
+                continue  # "change_scale: S": start scale S from another scale's network (x3 from x4)
             if k in ck["model_cfg"] and ck["model_cfg"][k] != v:
                 raise ValueError(f"init checkpoint {opt['init']!r} has {k}={ck['model_cfg'][k]}, options say {v}")
         mcfg = dict(ck["model_cfg"])
@@ -135,6 +144,11 @@ def build(opt):
             if mcfg.get("arch", "danlite") != "danlite":
                 raise ValueError("grow: only a danlite network can grow")
             model = grow_groups(model, int(opt["grow"]["groups"]))
+            mcfg = dict(model.cfg)
+        if opt.get("change_scale"):
+            if mcfg.get("arch", "danlite") != "danlite":
+                raise ValueError("change_scale: only a danlite network can change scale")
+            model = change_scale(model, int(opt["change_scale"]))
             mcfg = dict(model.cfg)
     elif opt.get("grow"):
         raise ValueError("grow needs 'init': the trained network to grow")
