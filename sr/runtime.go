@@ -157,6 +157,38 @@ func BundledModelPath(scale int, kind string) (string, error) {
 	return p, nil
 }
 
+// SelectModel resolves a model setting: a path is returned as it is; a
+// bundled kind (ModelReal, ModelClean) is found for the scale or is an error;
+// empty picks the realistic file for a camera (what its frames look like:
+// sensor noise and a codec) and the clean one otherwise, and when that kind
+// is not bundled at the scale, the other one.
+func SelectModel(model string, scale int, camera bool) (string, error) {
+	switch model {
+	case ModelClean, ModelReal:
+		return BundledModelPath(scale, model)
+	case "":
+	default:
+		return model, nil
+	}
+	kinds := []string{ModelClean, ModelReal}
+	if camera {
+		kinds[0], kinds[1] = kinds[1], kinds[0]
+	}
+	p, err := BundledModelPath(scale, kinds[0])
+	if err == nil {
+		return p, nil
+	}
+	p, err2 := BundledModelPath(scale, kinds[1])
+	if err2 == nil {
+		return p, nil
+	}
+	if errors.Is(err, os.ErrNotExist) && errors.Is(err2, os.ErrNotExist) {
+		return "", fmt.Errorf("sr: no bundled x%d model (neither %s nor %s): %w", scale,
+			BundledModelRel(scale, kinds[0]), BundledModelRel(scale, kinds[1]), os.ErrNotExist)
+	}
+	return "", errors.Join(err, err2)
+}
+
 // DefaultModelPath finds the bundled clean DAN model for a scale (sr/models/dan_lite_x{N}.onnx).
 func DefaultModelPath(scale int) (string, error) { return BundledModelPath(scale, ModelClean) }
 

@@ -10,7 +10,7 @@ import (
 
 // registerEngine adds the model/runtime flags every offline command shares.
 func registerEngine(fs *flag.FlagSet, e *offline.Engine) {
-	fs.StringVar(&e.Model, "model", "", "ONNX model (default: the bundled sr/models/dan_lite_x{scale}.onnx)")
+	fs.StringVar(&e.Model, "model", "", "ONNX model file, or a bundled kind: clean (sr/models/dan_lite_x{scale}.onnx, the default) or real (dan_lite_x{scale}_real.onnx, trained on camera-like degradations); the default falls back to real where no clean file of the scale is bundled")
 	fs.IntVar(&e.Scale, "scale", 0, "upscale factor; picks the bundled model (default 4, or the model's own)")
 	fs.StringVar(&e.Provider, "provider", "cpu", "execution provider: cpu, cuda, tensorrt, auto")
 	fs.IntVar(&e.Threads, "threads", 0, "ONNX Runtime intra-op threads (0: one per core)")

@@ -16,7 +16,7 @@ var ErrUsage = errors.New("usage")
 
 // Engine names the model and runtime settings every offline run shares.
 type Engine struct {
-	Model    string // ONNX file; empty: the bundled sr/models/dan_lite_x{Scale}.onnx
+	Model    string // ONNX file, or sr.ModelClean / sr.ModelReal; empty: sr.SelectModel for a file (clean, else real)
 	Scale    int    // wanted scale; 0: 4 for the bundled model, or the model's own
 	Provider string // cpu (default), cuda, tensorrt, auto
 	ORTLib   string // libonnxruntime.so.1; empty: sr.EnvORTLib, then third_party/onnxruntime
@@ -29,17 +29,14 @@ func (e Engine) Load(cache bool) (*sr.ONNXUpscaler, error) {
 	if err := sr.InitRuntime(e.ORTLib); err != nil {
 		return nil, err
 	}
-	path := e.Model
-	if path == "" {
-		scale := e.Scale
-		if scale == 0 {
-			scale = 4
-		}
-		p, err := sr.DefaultModelPath(scale)
-		if err != nil {
-			return nil, fmt.Errorf("%w (pass --model FILE)", err)
-		}
-		path = p
+	scale := e.Scale
+	if scale == 0 {
+		scale = 4
+	}
+	// Images and files: the clean file unless --model real (or a path) says otherwise.
+	path, err := sr.SelectModel(e.Model, scale, false)
+	if err != nil {
+		return nil, fmt.Errorf("%w (pass --model FILE, real or clean)", err)
 	}
 	u, err := sr.LoadModel(path, sr.ModelOptions{
 		Provider: e.Provider, Threads: e.Threads, BatchSize: e.Batch, LibPath: e.ORTLib, Cache: cache,
