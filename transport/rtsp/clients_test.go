@@ -236,6 +236,16 @@ func TestRelayTransportsAreConfigurable(t *testing.T) {
 		t.Fatalf("UDP SETUP on a TCP-only relay: %v, want 461", err)
 	}
 
+	// Multicast is offered when configured (no multicast traffic is sent
+	// here: it would leave the loopback interface).
+	mrtp, _ := freeUDPPair(t)
+	mport := port(mrtp)
+	all := startRelay(t, Options{Transports: []string{TransportUDP, TransportMulticast, TransportTCP},
+		MulticastIPRange: "239.255.42.0/24", MulticastRTPPort: mport, MulticastRTCPPort: mport + 1})
+	if got := strings.Join(all.Transports(), ","); got != "udp,multicast,tcp" {
+		t.Fatalf("transports %q, want udp,multicast,tcp", got)
+	}
+
 	if err := CheckOptions(Options{Transports: []string{"quic"}}); err == nil || !strings.HasPrefix(err.Error(), "transports: ") {
 		t.Errorf("unknown transport: %v", err)
 	}
