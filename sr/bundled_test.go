@@ -1,6 +1,7 @@
 package sr
 
 import (
+	"fmt"
 	"math"
 	"path/filepath"
 	"testing"
@@ -16,10 +17,22 @@ import (
 // compared. DAN's FFT is global per tile, so this (not a whole-image run, which
 // a fixed-tile model cannot do) is its seam figure.
 func TestBundledModels_FollowContractAndTileConsistently(t *testing.T) {
-	for _, tc := range []struct {
+	type bundled struct {
 		file string
 		s    int
-	}{{"dan_lite_x2.onnx", 2}, {"dan_lite_x2_fast.onnx", 2}, {"dan_lite_x4.onnx", 4}, {"dan_lite_x4_fast.onnx", 4}} {
+	}
+	files := []bundled{{"dan_lite_x2.onnx", 2}, {"dan_lite_x2_fast.onnx", 2}, {"dan_lite_x4.onnx", 4}, {"dan_lite_x4_fast.onnx", 4}}
+	// The realistic files (x2, x3, x4), each as it is bundled.
+	if dir, _ := FindAsset(filepath.Join("sr", "models", "dan_lite_x2.onnx")); dir != "" {
+		reals, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), "dan_lite_x*_real.onnx"))
+		for _, p := range reals {
+			var s int
+			if _, err := fmt.Sscanf(filepath.Base(p), "dan_lite_x%d_real.onnx", &s); err == nil {
+				files = append(files, bundled{filepath.Base(p), s})
+			}
+		}
+	}
+	for _, tc := range files {
 		s := tc.s
 		t.Run(tc.file, func(t *testing.T) {
 			path, _ := FindAsset(filepath.Join("sr", "models", tc.file))

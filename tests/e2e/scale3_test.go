@@ -21,8 +21,9 @@ const x3Model = "sr/testdata/conv_x3.onnx"
 
 // The most common camera pairing at x3 with a 4:3 sub stream of a 16:9 main
 // (anamorphic pixels), served: the test camera publishes a 768x432 main and a
-// 256x192 sub; `danstream serve` enhances the sub x3 (768x576 out over the
-// RTSP relay, to ffprobe) and collects x3 pairs from the two streams at once.
+// 256x192 sub; `danstream serve`, given no model, runs the realistic x3 file
+// for this camera source, enhances the sub x3 (768x576 out over the RTSP
+// relay, to ffprobe) and collects x3 pairs from the two streams at once.
 func TestServeScale3StreamOfA4by3SubCollectsPairsOfIts16by9Main(t *testing.T) {
 	srv := rtsptest.Start(t)
 	cam := rtsptest.PublishTestCamera(t, srv, rtsptest.CameraOptions{MainCrop: "768:432", SubWidth: 256, SubHeight: 192})
@@ -34,7 +35,6 @@ streams:
     source: `+cam.SubURL+`
     main: `+cam.MainURL+`
     scale: 3
-    model: `+x3Model+`
     threads: 1
     pairs_dir: `+pairs+`
     pairs_every: 200ms
@@ -42,6 +42,9 @@ streams:
 	st := s.waitRunning(t, "cam")
 	if st.Scale != 3 || st.OutputWidth != 768 || st.OutputHeight != 576 {
 		t.Fatalf("status %+v: want x3, 256x192 -> 768x576", st)
+	}
+	if full := s.status(t, "cam"); !strings.HasSuffix(full.ModelPath, "sr/models/dan_lite_x3_real.onnx") {
+		t.Fatalf("a camera at x3 runs %q, want the realistic sr/models/dan_lite_x3_real.onnx", full.ModelPath)
 	}
 	r, err := rtsptest.ProbeRTSP(context.Background(), "rtsp://"+s.rtsp+"/cam", 3)
 	if err != nil {
@@ -51,22 +54,12 @@ streams:
 		t.Fatalf("ffprobe read %+v from the relay, want h264 768x576 with frames", r)
 	}
 
-	var ps transport.PairsStatus
 	waitUntil(t, "2 pairs of the 4:3 sub and the 16:9 main", 3*time.Minute, func() bool {
-		resp, err := http.Get("http://" + s.http + "/api/streams")
-		if err != nil {
-			return false
+		ps := s.status(t, "cam").Pairs
+		if ps != nil && ps.State == "failed" {
+			t.Fatalf("pair collection failed: %+v", *ps)
 		}
-		defer resp.Body.Close()
-		var body struct{ Streams []transport.StreamStatus }
-		if json.NewDecoder(resp.Body).Decode(&body) != nil || len(body.Streams) != 1 || body.Streams[0].Pairs == nil {
-			return false
-		}
-		ps = *body.Streams[0].Pairs
-		if ps.State == "failed" {
-			t.Fatalf("pair collection failed: %+v", ps)
-		}
-		return ps.Stored >= 2
+		return ps != nil && ps.Stored >= 2
 	})
 	b, err := os.ReadFile(filepath.Join(pairs, "manifest.json"))
 	if err != nil {
@@ -113,10 +106,35 @@ func TestEvalBenchAndEnhanceAtScale3(t *testing.T) {
 	if w, h := be32(b[16:]), be32(b[20:]); w != 96 || h != 72 { // PNG IHDR
 		t.Fatalf("enhance --scale 3 wrote %dx%d, want 96x72", w, h)
 	}
+	// Without --model, x3 has no clean file bundled: the realistic one.
+	if msg, err := run(t, "enhance", "--scale", "3", filepath.Join(lr, "a.png"), out); err != nil {
+		t.Fatalf("enhance --scale 3 with the bundled model: %v\n%s", err, msg)
+	}
 	// A model of another scale is named.
 	if msg, err := run(t, "eval", "--scale", "3", "--model", "sr/testdata/conv_x2.onnx", "--lr", lr, "--hr", hr); err == nil || !strings.Contains(msg, "is x2, not x3") {
 		t.Fatalf("eval --scale 3 with an x2 model: %v\n%s", err, msg)
 	}
+}
+
+// status is the stream's full /api/streams entry.
+func (s *server) status(t *testing.T, name string) transport.StreamStatus {
+	t.Helper()
+	resp, err := http.Get("http://" + s.http + "/api/streams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Streams []transport.StreamStatus }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range body.Streams {
+		if st.Name == name {
+			return st
+		}
+	}
+	t.Fatalf("no stream %q in /api/streams", name)
+	return transport.StreamStatus{}
 }
 
 func be32(b []byte) int { return int(b[0])<<24 | int(b[1])<<16 | int(b[2])<<8 | int(b[3]) }
