@@ -82,6 +82,30 @@ func TestConcurrentChangesOfOneStreamKeepOnePipeline(t *testing.T) {
 	if err := m.Delete("cam"); err != nil && !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)
 	}
+	// Concurrent creations of one new name: one of them creates it.
+	codes := make(chan int, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			code, _ := apiDo(t, h, "PUT", "/api/streams/fresh", fmt.Sprintf(`{"source":"synthetic:32x32@20","bitrate_kbps":%d,%s}`, 2000+w, testModelJSON))
+			codes <- code
+		}(w)
+	}
+	wg.Wait()
+	close(codes)
+	created := 0
+	for c := range codes {
+		if c == http.StatusCreated {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d of %d concurrent PUTs of a new stream answered 201 Created, want 1", created, workers)
+	}
+	if err := m.Delete("fresh"); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "pipelines and ONNX Runtime sessions back to their baseline", func() bool {
 		return livePipelines.Load() == basePipes && sr.LiveSessions() == baseSess
 	})
