@@ -1,17 +1,14 @@
 package stream
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/danstream/danstream/sr"
 	"github.com/danstream/danstream/transport"
@@ -127,22 +124,18 @@ func TestConcurrentChangesOfOneStreamKeepOnePipeline(t *testing.T) {
 func TestReloadWithAFailingModelShowsInStreamsAndHealthz(t *testing.T) {
 	m, path, write := startWatchedManager(t)
 	h := transport.NewServer(m, transport.ServerOptions{LoopbackOnly: true}).Handler()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go NewConfigWatcher(path, 50*time.Millisecond, m, slog.Default()).Run(ctx) // notes the file before any write below
+	handled := watchConfig(t, m, path)
 	waitFor(t, "a running", func() bool { return stateOf(m, "a") == StateRunning })
 
 	write("streams:\n" +
 		"  a: {source: 'synthetic:32x32@20', model: /nonexistent/changed.onnx, threads: 1}\n" +
 		"  b: {source: 'synthetic:32x32@20', model: /nonexistent/added.onnx, threads: 1}\n")
-	var code int
-	var body string
-	waitFor(t, "/healthz degraded", func() bool {
-		code, body = apiDo(t, h, "GET", "/healthz", "")
-		return code == http.StatusServiceUnavailable
-	})
-	if !strings.Contains(body, `"degraded"`) {
-		t.Fatalf("/healthz: %s", body)
+	if err := nextReload(t, handled); err == nil {
+		t.Fatal("a reload with two missing models reported no error")
+	}
+	code, body := apiDo(t, h, "GET", "/healthz", "")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"degraded"`) {
+		t.Fatalf("/healthz: %d %s, want 503 degraded", code, body)
 	}
 	var list struct {
 		Streams []transport.StreamStatus `json:"streams"`
@@ -163,10 +156,12 @@ func TestReloadWithAFailingModelShowsInStreamsAndHealthz(t *testing.T) {
 	}
 
 	write(watchedBase)
-	waitFor(t, "/healthz ok after a reload that works", func() bool {
-		code, body = apiDo(t, h, "GET", "/healthz", "")
-		return code == http.StatusOK
-	})
+	if err := nextReload(t, handled); err != nil {
+		t.Fatalf("reload back to the first config: %v", err)
+	}
+	if code, body = apiDo(t, h, "GET", "/healthz", ""); code != http.StatusOK {
+		t.Fatalf("/healthz after a reload that works: %d %s", code, body)
+	}
 	if _, body = apiDo(t, h, "GET", "/api/streams", ""); strings.Contains(body, "config_error") || strings.Contains(body, `"b"`) {
 		t.Fatalf("/api/streams still shows the failed reload: %s", body)
 	}
