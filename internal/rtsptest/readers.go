@@ -66,7 +66,14 @@ func FFmpegReader(tb testing.TB, url, transport string) *Reader {
 // counting the decoded frames the sink reports.
 func GStreamerReader(tb testing.TB, url, transport string) *Reader {
 	tb.Helper()
-	bin := Need(tb, "gst-launch-1.0", "apt-get install gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-libav")
+	const install = "apt-get install gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-libav"
+	bin := Need(tb, "gst-launch-1.0", install)
+	inspect := Need(tb, "gst-inspect-1.0", install)
+	for _, el := range []string{"rtspsrc", "rtph264depay", "avdec_h264", "fakesink"} {
+		if exec.Command(inspect, "--exists", el).Run() != nil {
+			testdep.Missing(tb, "GStreamer element %s not installed (%s)", el, install)
+		}
+	}
 	n := 0
 	return startReader(tb, "gstreamer/"+transport, bin, []string{"-v", "rtspsrc", "location=" + url, "protocols=" + transport,
 		"latency=200", "!", "rtph264depay", "!", "avdec_h264", "!", "fakesink", "name=out", "silent=false", "sync=false"},
