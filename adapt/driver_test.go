@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"image"
+	"image/png"
 	"log/slog"
+	"math"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -14,6 +18,7 @@ import (
 	"time"
 
 	"github.com/danstream/danstream/adapt"
+	"github.com/danstream/danstream/capture"
 	"github.com/danstream/danstream/internal/rtsptest"
 	"github.com/danstream/danstream/internal/testdep"
 	"github.com/danstream/danstream/sr"
@@ -190,5 +195,82 @@ func TestInitCheckpointIsTheRealisticOneOfThePairsScale(t *testing.T) {
 	_, err := adapt.InitCheckpoint(repo, 5)
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "dan_lite_x5_real.pth") || !strings.Contains(err.Error(), "--init") {
 		t.Errorf("x5: %v", err)
+	}
+}
+
+// Adaptation at x3, from the bundled realistic x3 checkpoint: a few pairs of
+// the synthetic scene (HR 384x288, LR its area /3), a few seconds of training,
+// an x3 ONNX file that loads and is scored beside the running x3 model.
+func TestAdaptAtScale3StartsFromTheRealisticX3Checkpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model for a few seconds")
+	}
+	ck, _ := sr.FindAsset(filepath.Join("sr", "models", "dan_lite_x3_real.pth"))
+	if ck == "" {
+		t.Fatal("the bundled realistic x3 checkpoint sr/models/dan_lite_x3_real.pth is missing")
+	}
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		testdep.Missing(t, "/usr/bin/python3 (with torch) not installed: run scripts/setup.sh --test")
+	}
+	if err := sr.InitRuntime(""); err != nil {
+		testdep.Missing(t, "ONNX Runtime not available: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "pairs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src, err := capture.Open(context.Background(), "synthetic:384x288@50", capture.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	man := adapt.Manifest{Version: 1, Scale: 3, LRWidth: 128, LRHeight: 96, HRWidth: 384, HRHeight: 288}
+	for i := 0; i < 6; i++ {
+		hr, err := src.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lr, w, h := sr.ResizeArea(hr.Pix, hr.W, hr.H, 3)
+		p := adapt.Pair{ID: uint64(i), LR: fmt.Sprintf("%08d_lr.png", i), HR: fmt.Sprintf("%08d_hr.png", i)}
+		writeBGR(t, filepath.Join(dir, p.LR), lr, w, h)
+		writeBGR(t, filepath.Join(dir, p.HR), hr.Pix, hr.W, hr.H)
+		man.Pairs, man.NextID = append(man.Pairs, p), uint64(i+1)
+	}
+	b, _ := json.Marshal(man)
+	if err := os.WriteFile(filepath.Join(dir, adapt.ManifestName), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := adapt.Run(context.Background(), adapt.RunOptions{Stream: "x3", PairsDir: dir, BudgetMin: 0.05, Val: 0.34,
+		MinGain: -100, Out: filepath.Join(t.TempDir(), "out"), Engine: offline.Engine{Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", rep)
+	if filepath.Base(rep.Init) != "dan_lite_x3_real.pth" || filepath.Base(rep.BaseModel) != "dan_lite_x3_real.onnx" {
+		t.Fatalf("started from %s against %s, want the realistic x3 checkpoint and file", rep.Init, rep.BaseModel)
+	}
+	u, err := sr.LoadModel(rep.Adapted, sr.ModelOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if u.Scale() != 3 || math.IsNaN(rep.AfterPSNR) || rep.AfterPSNR < 10 {
+		t.Fatalf("adapted model x%d, validation PSNR-Y %.2f dB", u.Scale(), rep.AfterPSNR)
+	}
+}
+
+func writeBGR(t *testing.T, path string, pix []byte, w, h int) {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for i, j := 0, 0; i < len(pix); i, j = i+3, j+4 {
+		img.Pix[j], img.Pix[j+1], img.Pix[j+2], img.Pix[j+3] = pix[i+2], pix[i+1], pix[i], 255
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
 	}
 }
