@@ -130,9 +130,10 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 // file descriptors, from /proc), through client_golang's own exposition
 // (text or OpenMetrics as the scraper asks). One registry per server, so
 // several servers in one process (tests, the load tool) do not collide.
-func newMetricsHandler(a Admin, log *slog.Logger) http.Handler {
+func newMetricsHandler(a Admin, more []prometheus.Collector, log *slog.Logger) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "danstream"}), a)
+	reg.MustRegister(more...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ErrorHandling: promhttp.ContinueOnError})
 }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/danstream/danstream/frame"
 )
@@ -210,6 +211,8 @@ type ServerOptions struct {
 	// server streams over HTTP (media goes over WebRTC and RTSP); the runtime
 	// API, which may load a model for minutes, lifts its own write deadline.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Collectors are served on /metrics beside the catalog's (the RTSP relay's).
+	Collectors []prometheus.Collector
 }
 
 func (o ServerOptions) withDefaults() ServerOptions {
@@ -298,7 +301,7 @@ func NewServer(cat Catalog, opts ServerOptions) *Server {
 		s.log.Info("transport: WebRTC media on shared sockets", "udp", s.ice.udpStr, "tcp", tcp, "hosts", o.ICEHosts)
 	}
 	if a, ok := cat.(Admin); ok {
-		s.metricsHandler = newMetricsHandler(a, s.log)
+		s.metricsHandler = newMetricsHandler(a, o.Collectors, s.log)
 	}
 	s.routes()
 	return s

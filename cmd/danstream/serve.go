@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/danstream/danstream/sr"
@@ -69,8 +70,15 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var relay *rtsp.Relay
+	var metrics []prometheus.Collector
+	if !cfg.RTSP.Disabled {
+		relay = rtsp.New(mgr, cfg.RTSP.Options(), slog.Default())
+		relay.Auth = authz
+		metrics = append(metrics, relay)
+	}
 	h := cfg.HTTP
-	srv := transport.NewServer(mgr, transport.ServerOptions{LoopbackOnly: stream.IsLoopback(h.Listen), Auth: authz,
+	srv := transport.NewServer(mgr, transport.ServerOptions{Collectors: metrics, LoopbackOnly: stream.IsLoopback(h.Listen), Auth: authz,
 		TLSConfig: tlsCfg, TrustedProxies: proxies,
 		ReadHeaderTimeout: h.ReadHeaderTimeout, ReadTimeout: h.ReadTimeout, WriteTimeout: h.WriteTimeout, IdleTimeout: h.IdleTimeout,
 		MaxWHEPSessions: h.MaxWHEPSessions, MaxWHEPSessionsPerStream: h.MaxWHEPSessionsPerStream,
@@ -94,9 +102,7 @@ func runServe(ctx context.Context, args []string) error {
 		})
 	}
 	g.Go(func() error { return srv.Run(ctx, cfg.HTTP.Listen) })
-	if !cfg.RTSP.Disabled {
-		relay := rtsp.New(mgr, cfg.RTSP.Options(), slog.Default())
-		relay.Auth = authz
+	if relay != nil {
 		g.Go(func() error { return relay.Run(ctx) })
 	}
 	scheme := "http://"

@@ -14,6 +14,7 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/gortsplib/v4/pkg/headers"
 	"github.com/pion/rtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/danstream/danstream/internal/rtsptest"
 	"github.com/danstream/danstream/transport"
@@ -297,4 +298,26 @@ func TestRelayCountsAStalledReaderAndLogsOncePerInterval(t *testing.T) {
 		t.Fatalf("%d log lines for %d lost packets, want 1 per interval", n, tr.StalledPackets())
 	}
 	t.Logf("%d packets lost, 1 log line", tr.StalledPackets())
+
+	// Both are on /metrics.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(tr.Relay)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "," + l.GetName() + "=" + l.GetValue()
+			}
+			got[name] = v
+		}
+	}
+	if got["danstream_rtsp_stalled_packets_total"] < 100 || got["danstream_rtsp_readers,stream=cam,variant=enhanced"] != 1 {
+		t.Fatalf("metrics %v", got)
+	}
 }

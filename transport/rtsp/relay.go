@@ -27,6 +27,7 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
 	"github.com/bluenviron/gortsplib/v4/pkg/headers"
 	"github.com/bluenviron/mediacommon/pkg/codecs/h264"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/danstream/danstream/transport"
 )
@@ -264,6 +265,29 @@ func (r *Relay) StalledPackets() uint64 {
 	r.stall.mu.Lock()
 	defer r.stall.mu.Unlock()
 	return r.stall.total
+}
+
+var (
+	descStalled = prometheus.NewDesc("danstream_rtsp_stalled_packets_total",
+		"RTP/RTCP packets lost for RTSP readers whose write queue was full (slow readers).", nil, nil)
+	descReaders = prometheus.NewDesc("danstream_rtsp_readers", "RTSP sessions playing, by stream and variant.",
+		[]string{"stream", "variant"}, nil)
+)
+
+// Describe implements prometheus.Collector (served on /metrics).
+func (r *Relay) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descStalled
+	ch <- descReaders
+}
+
+// Collect implements prometheus.Collector.
+func (r *Relay) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descStalled, prometheus.CounterValue, float64(r.StalledPackets()))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.path {
+		ch <- prometheus.MustNewConstMetric(descReaders, prometheus.GaugeValue, float64(len(p.readers)), p.name, p.variant)
+	}
 }
 
 // split maps "/demo" and "/demo/original" to a stream name and variant.
