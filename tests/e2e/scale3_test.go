@@ -23,7 +23,8 @@ const x3Model = "sr/testdata/conv_x3.onnx"
 // (anamorphic pixels), served: the test camera publishes a 768x432 main and a
 // 256x192 sub; `danstream serve`, given no model, runs the realistic x3 file
 // for this camera source, enhances the sub x3 (768x576 out over the RTSP
-// relay, to ffprobe) and collects x3 pairs from the two streams at once.
+// relay, to ffprobe, and through WHEP, to the player page in Chromium) and
+// collects x3 pairs from the two streams at once.
 func TestServeScale3StreamOfA4by3SubCollectsPairsOfIts16by9Main(t *testing.T) {
 	srv := rtsptest.Start(t)
 	cam := rtsptest.PublishTestCamera(t, srv, rtsptest.CameraOptions{MainCrop: "768:432", SubWidth: 256, SubHeight: 192})
@@ -52,6 +53,11 @@ streams:
 	}
 	if r.Codec != "h264" || r.Width != 768 || r.Height != 576 || r.Frames == 0 {
 		t.Fatalf("ffprobe read %+v from the relay, want h264 768x576 with frames", r)
+	}
+	// The player page (WHEP, headless Chromium) shows the x3 picture.
+	res := runPlayer(t, "http://"+s.http+"/streams/cam")
+	if !res.OK || len(res.Videos) == 0 || res.Videos[0].FramesDecoded <= 0 || res.Videos[0].FrameWidth != 768 || res.Videos[0].FrameHeight != 576 {
+		t.Fatalf("the player decoded %+v, want frames of 768x576", res)
 	}
 
 	waitUntil(t, "2 pairs of the 4:3 sub and the 16:9 main", 3*time.Minute, func() bool {
