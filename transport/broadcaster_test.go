@@ -205,6 +205,24 @@ func TestH264EncodesAndForcesIDR(t *testing.T) {
 	}
 }
 
+// An x3 output of an odd-sized input is odd; 4:2:0 H.264 encodes it without
+// its last column and row instead of ending the viewers.
+func TestH264EncodesOddSizedFrames(t *testing.T) {
+	b := NewBroadcaster("s", VariantEnhanced, EncoderOptions{QueueLen: 64})
+	defer b.Close()
+	s, err := b.Subscribe("h264")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		b.WriteFrame(testFrame(3*53, 3*31, i))
+	}
+	q := drain(s)
+	if len(q) != 3 || !q[0].Keyframe || len(q[0].Data) == 0 {
+		t.Fatalf("%d samples (first keyframe %v): want 3 encoded 159x93 frames", len(q), len(q) > 0 && q[0].Keyframe)
+	}
+}
+
 func TestBGRToI420Colours(t *testing.T) {
 	cases := []struct {
 		name      string

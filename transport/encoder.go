@@ -110,16 +110,32 @@ func newEncoder(c string, w, h int, o EncoderOptions) (videoEncoder, error) {
 		}
 		return e, nil
 	case CodecH264:
-		if w%2 != 0 || h%2 != 0 {
-			return nil, fmt.Errorf("transport: h264 needs an even frame size, got %dx%d", w, h)
+		// 4:2:0 H.264 needs an even size; an odd one (x3 of an odd input)
+		// loses its last column or row rather than the viewer.
+		ew, eh := w&^1, h&^1
+		if ew < 2 || eh < 2 {
+			return nil, fmt.Errorf("transport: h264 needs at least 2x2 pixels, got %dx%d", w, h)
 		}
-		e, err := newX264Encoder(w, h, o)
+		e, err := newX264Encoder(ew, eh, o)
 		if err != nil {
-			return nil, fmt.Errorf("transport: h264 encoder %dx%d: %w", w, h, err)
+			return nil, fmt.Errorf("transport: h264 encoder %dx%d: %w", ew, eh, err)
+		}
+		if ew != w || eh != h {
+			return evenCrop{e, image.Rect(0, 0, ew, eh)}, nil
 		}
 		return e, nil
 	}
 	return nil, fmt.Errorf("transport: no encoder for %q: %w", c, ErrUnsupportedCodec)
+}
+
+// evenCrop encodes the top-left even-sized part of odd-sized pictures.
+type evenCrop struct {
+	videoEncoder
+	r image.Rectangle
+}
+
+func (c evenCrop) Encode(img *image.YCbCr, forceKey bool) ([]byte, bool, error) {
+	return c.videoEncoder.Encode(img.SubImage(c.r).(*image.YCbCr), forceKey)
 }
 
 // vp8IsKey reads the VP8 frame tag: bit 0 of the first byte is 0 for a key frame (RFC 6386 §9.1).
