@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -116,6 +117,37 @@ func (l *iceListeners) UDPAddrs() []net.Addr {
 
 // listenICE opens the shared sockets of o.
 func listenICE(o ServerOptions, keep func(net.IP) bool) (*iceListeners, error) {
+	l, err := listenICESockets(o, keep)
+	var be *bindError
+	if err == nil || !errors.As(err, &be) || !errors.Is(err, syscall.EADDRINUSE) {
+		return l, err
+	}
+	// A default port someone else holds: serve as before rather than not at all.
+	switch {
+	case o.ICEUDPOptional && be.udp:
+		o.Logger.Warn("transport: the default WebRTC UDP port is taken; each viewer gets its own UDP port (set webrtc.udp_listen)",
+			"addr", o.ICEUDPListen, "err", err)
+		o.ICEUDPListen = ""
+	case o.ICETCPOptional && !be.udp:
+		o.Logger.Warn("transport: the default ICE-TCP port is taken; no ICE-TCP (set webrtc.tcp_listen)", "addr", o.ICETCPListen, "err", err)
+		o.ICETCPListen = ""
+	default:
+		return nil, err
+	}
+	return listenICE(o, keep)
+}
+
+// bindError is a shared socket that could not be opened (udp: which one).
+type bindError struct {
+	udp bool
+	err error
+}
+
+func (e *bindError) Error() string { return e.err.Error() }
+func (e *bindError) Unwrap() error { return e.err }
+
+// listenICESockets opens the sockets o asks for.
+func listenICESockets(o ServerOptions, keep func(net.IP) bool) (*iceListeners, error) {
 	l := &iceListeners{}
 	if o.ICEUDPListen != "" {
 		host, port, err := splitListen(o.ICEUDPListen)
@@ -136,7 +168,7 @@ func listenICE(o ServerOptions, keep func(net.IP) bool) (*iceListeners, error) {
 			}
 			m, err := ice.NewMultiUDPMuxFromPort(port, opts...)
 			if err != nil {
-				return nil, fmt.Errorf("transport: WebRTC UDP port %d: %w", port, err)
+				return nil, &bindError{udp: true, err: fmt.Errorf("transport: WebRTC UDP listen address %q: %w", o.ICEUDPListen, err)}
 			}
 			l.udp = m
 		} else {
@@ -146,7 +178,7 @@ func listenICE(o ServerOptions, keep func(net.IP) bool) (*iceListeners, error) {
 			}
 			c, err := net.ListenUDP("udp", addr)
 			if err != nil {
-				return nil, fmt.Errorf("transport: WebRTC UDP listen address %q: %w", o.ICEUDPListen, err)
+				return nil, &bindError{udp: true, err: fmt.Errorf("transport: WebRTC UDP listen address %q: %w", o.ICEUDPListen, err)}
 			}
 			_ = c.SetReadBuffer(buf)
 			_ = c.SetWriteBuffer(buf)
@@ -172,7 +204,7 @@ func listenICE(o ServerOptions, keep func(net.IP) bool) (*iceListeners, error) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			l.close()
-			return nil, fmt.Errorf("transport: WebRTC TCP listen address %q: %w", o.ICETCPListen, err)
+			return nil, &bindError{udp: false, err: fmt.Errorf("transport: WebRTC TCP listen address %q: %w", o.ICETCPListen, err)}
 		}
 		l.tcpLn = ln
 		// ReadBufferSize is in packets (RTCP and STUN only come this way);

@@ -209,3 +209,30 @@ func TestWebRTCOptionsBadValuesAreClearErrors(t *testing.T) {
 		}
 	}
 }
+
+// A default port another process holds is no reason to serve nothing: the
+// server logs it and gives each viewer its own socket, as before. A port the
+// user chose must bind (TestWebRTCOptionsBadValuesAreClearErrors).
+func TestWHEPDefaultPortTakenFallsBackToPerViewerSockets(t *testing.T) {
+	busy, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyTCP, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busyTCP.Close()
+	srv, base, _ := servedCamera(t, 160, 90, EncoderOptions{}, ServerOptions{
+		ICEUDPListen: busy.LocalAddr().String(), ICEUDPOptional: true,
+		ICETCPListen: busyTCP.Addr().String(), ICETCPOptional: true})
+	if srv.apiErr != nil || len(srv.ICEUDPAddrs()) != 0 || srv.ICETCPAddr() != nil {
+		t.Fatalf("err %v, shared UDP %v, TCP %v: want no error and no shared sockets", srv.apiErr, srv.ICEUDPAddrs(), srv.ICETCPAddr())
+	}
+	v := connectViewer(t, base, "cam", "")
+	playing(t, v, 20, "RTP on a per-viewer socket")
+	if r := selectedRemote(t, v); r.Port == uint16(portOf(t, busy.LocalAddr())) {
+		t.Fatalf("media from the taken port %d", r.Port)
+	}
+}

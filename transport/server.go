@@ -165,6 +165,10 @@ type ServerOptions struct {
 	// ICETCPListen is the ICE-TCP fallback (passive candidates, RFC 6544) for
 	// viewers whose UDP is blocked; "" is off.
 	ICETCPListen string
+	// ICEUDPOptional and ICETCPOptional: the address is a default, not the
+	// user's choice; when its port is taken (a second server on the host) the
+	// server logs it and serves per-viewer sockets / no ICE-TCP instead of failing.
+	ICEUDPOptional, ICETCPOptional bool
 	// ICEHosts are addresses or names offered as extra host candidates beside the
 	// local ones (a public address mapped 1:1 to this host, a container's host);
 	// names are resolved when the server starts.

@@ -82,7 +82,8 @@ func runServe(ctx context.Context, args []string) error {
 		TLSConfig: tlsCfg, TrustedProxies: proxies,
 		ReadHeaderTimeout: h.ReadHeaderTimeout, ReadTimeout: h.ReadTimeout, WriteTimeout: h.WriteTimeout, IdleTimeout: h.IdleTimeout,
 		MaxWHEPSessions: h.MaxWHEPSessions, MaxWHEPSessionsPerStream: h.MaxWHEPSessionsPerStream,
-		ICEUDPListen: cfg.WebRTC.UDP(), ICETCPListen: cfg.WebRTC.TCP(), ICEHosts: cfg.WebRTC.Hosts, ICEServers: cfg.WebRTC.Servers()})
+		ICEUDPListen: cfg.WebRTC.UDP(), ICETCPListen: cfg.WebRTC.TCP(), ICEHosts: cfg.WebRTC.Hosts, ICEServers: cfg.WebRTC.Servers(),
+		ICEUDPOptional: cfg.WebRTC.UDPListen == nil, ICETCPOptional: cfg.WebRTC.TCPListen == nil})
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Run(ctx) })
 	if *reload > 0 {
