@@ -7,7 +7,7 @@
 # No Docker engine runs on the development machines, so this file is not built in CI.
 #
 #   docker build -t danstream .
-#   docker run --gpus all -p 8080:8080 -p 8554:8554 danstream \
+#   docker run --gpus all -p 8080:8080 -p 8554:8554 -p 8189:8189/udp -p 8189:8189/tcp danstream \
 #       serve --config /app/configs/default.yaml        (set provider: auto or cuda)
 ARG CUDA_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
 
@@ -52,6 +52,7 @@ COPY --from=build /out/ort /app/third_party/onnxruntime
 COPY configs /app/configs
 COPY sr/models /app/sr/models
 ENV DANSTREAM_ORT_LIB=/app/third_party/onnxruntime/libonnxruntime.so.1 LD_LIBRARY_PATH=/app/third_party/onnxruntime
-EXPOSE 8080 8554
+# 8189: WebRTC media of every viewer (UDP) and ICE-TCP; set webrtc.hosts to the host's address.
+EXPOSE 8080 8554 8189/udp 8189/tcp
 ENTRYPOINT ["/app/danstream"]
 CMD ["serve", "--config", "/app/configs/default.yaml"]

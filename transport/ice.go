@@ -154,14 +154,16 @@ func listenICESockets(o ServerOptions, keep func(net.IP) bool) (*iceListeners, e
 		if err != nil {
 			return nil, fmt.Errorf("transport: WebRTC UDP listen address %q: %w", o.ICEUDPListen, err)
 		}
-		// A shared socket carries every viewer's keyframe bursts: ask for room
-		// (the kernel caps it at net.core.[rw]mem_max).
+		// The shared socket reads every viewer's RTCP and STUN: ask for room (the
+		// kernel caps it at net.core.rmem_max). Its send buffer stays the
+		// kernel's default, which paces keyframe bursts as per-viewer sockets
+		// did (a 4 MiB one let bursts overflow receivers: docs/bench/webrtc_mux.md).
 		const buf = 4 << 20
 		ip := net.ParseIP(host)
 		if host == "" || (ip != nil && ip.IsUnspecified()) {
 			// Every local address, each with this port (pion's way to offer them all).
 			opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithLoopback(),
-				ice.UDPMuxFromPortWithReadBufferSize(buf), ice.UDPMuxFromPortWithWriteBufferSize(buf),
+				ice.UDPMuxFromPortWithReadBufferSize(buf),
 				ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6)}
 			if keep != nil {
 				opts = append(opts, ice.UDPMuxFromPortWithIPFilter(keep))
@@ -181,7 +183,6 @@ func listenICESockets(o ServerOptions, keep func(net.IP) bool) (*iceListeners, e
 				return nil, &bindError{udp: true, err: fmt.Errorf("transport: WebRTC UDP listen address %q: %w", o.ICEUDPListen, err)}
 			}
 			_ = c.SetReadBuffer(buf)
-			_ = c.SetWriteBuffer(buf)
 			l.udp = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: c})
 		}
 		var as []string
