@@ -12,6 +12,8 @@ echo "== go vet"
 go vet -tags matprofile ./...
 echo "== go test (race, matprofile)"
 go test -race -tags matprofile -count=1 -timeout 25m ./...
+echo "== Helm chart (deploy/, a Go module of its own: helm's dependencies stay out of danstream's build)"
+(cd deploy && go vet ./... && go test -count=1 ./...)
 echo "== python model tests"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider sr/dan/tests
 echo "== fuzzing ($FUZZTIME each)"

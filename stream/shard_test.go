@@ -1,14 +1,11 @@
 package stream
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/danstream/danstream/internal/shard"
 )
@@ -112,22 +109,13 @@ func TestReloadWithMoreShardsStopsOnlyTheMovedStreams(t *testing.T) {
 		waitFor(t, n+" running", func() bool { return stateOf(m, n) == StateRunning })
 		before[n], _ = m.Broadcaster(n, VariantEnhanced)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go NewConfigWatcher(path, 50*time.Millisecond, m, slog.Default()).Run(ctx) // notes the file before any write below
-	// Rewritten (a growing comment changes the size) until seen.
-	writes := 0
-	waitFor(t, "the moved streams to stop", func() bool {
-		if len(m.names()) == len(kept) {
-			return true
-		}
-		writes++
-		text := sharedConfig("0/2", names...) + "#" + strings.Repeat(".", writes) + "\n"
-		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return false
-	})
+	handled := watchConfig(t, m, path)
+	if err := os.WriteFile(path, []byte(sharedConfig("0/2", names...)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := nextReload(t, handled); err != nil {
+		t.Fatalf("reload to 2 shards: %v", err)
+	}
 	got := m.names()
 	sort.Strings(got)
 	if strings.Join(got, ",") != strings.Join(kept, ",") {
@@ -136,6 +124,53 @@ func TestReloadWithMoreShardsStopsOnlyTheMovedStreams(t *testing.T) {
 	for _, n := range kept {
 		if b, _ := m.Broadcaster(n, VariantEnhanced); any(b) != before[n] {
 			t.Errorf("kept stream %s was rebuilt by the reshard", n)
+		}
+	}
+}
+
+// TestChartConfigKeepsEachStreamOnItsOwner loads the config the Helm chart
+// renders for every shard pod (deploy/testdata/config.yaml, 40 cameras on 3
+// shards, recorded by deploy's test) as each pod does: expanded with that
+// pod's environment (its DANSTREAM_SHARD_INDEX, Secret values), validated,
+// kept to its shard. Every stream is served once, by its Owner, and the pod
+// would pass CheckExposure on its non-loopback listener.
+func TestChartConfigKeepsEachStreamOnItsOwner(t *testing.T) {
+	data, err := os.ReadFile("../deploy/testdata/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"CAM_USER", "CAM_PASS", "DANSTREAM_VIEW_TOKEN", "DANSTREAM_OPS_TOKEN"} {
+		t.Setenv(v, v+"-value-from-a-kubernetes-secret")
+	}
+	served := map[string]int{}
+	for i := 0; i < 3; i++ {
+		t.Setenv("DANSTREAM_SHARD_INDEX", fmt.Sprint(i))
+		cfg, err := ParseConfig(data)
+		if err == nil {
+			cfg, err = cfg.ForShard("")
+		}
+		if err != nil {
+			t.Fatalf("shard %d rejects the chart's config: %v", i, err)
+		}
+		if cfg.Shard != fmt.Sprintf("%d/3", i) {
+			t.Fatalf("shard %d pod keeps shard %q", i, cfg.Shard)
+		}
+		if err := cfg.CheckExposure(); err != nil {
+			t.Errorf("shard %d would refuse to start: %v", i, err)
+		}
+		for name := range cfg.Streams {
+			served[name]++
+			if o := shard.Owner(name, 3); o != i {
+				t.Errorf("%s kept by shard %d, owner %d", name, i, o)
+			}
+		}
+	}
+	if len(served) != 40 {
+		t.Errorf("%d of 40 streams served", len(served))
+	}
+	for name, k := range served {
+		if k != 1 {
+			t.Errorf("%s served %d times", name, k)
 		}
 	}
 }

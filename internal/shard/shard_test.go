@@ -3,6 +3,8 @@ package shard
 import (
 	"fmt"
 	"math"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -86,5 +88,34 @@ func TestParse(t *testing.T) {
 		if _, err := Parse(in); err == nil {
 			t.Errorf("Parse(%q) accepted", in)
 		}
+	}
+}
+
+// TestOwnerMatchesTheHelmChart: the Helm chart computes the assignment in its
+// templates to route each stream's page and WHEP; deploy/testdata/owners.txt
+// is where its test (a module of its own, deploy/) recorded the routing of 40
+// cameras on 3 and 4 shards. Owner must give the same shard for every line.
+func TestOwnerMatchesTheHelmChart(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/testdata/owners.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		var name string
+		var n, owner int
+		if _, err := fmt.Sscanf(l, "%s %d %d", &name, &n, &owner); err != nil {
+			t.Fatalf("owners.txt line %q: %v", l, err)
+		}
+		if got := Owner(name, n); got != owner {
+			t.Errorf("%s on %d shards: the chart routes it to shard %d, Owner says %d", name, n, owner, got)
+		}
+		lines++
+	}
+	if lines != 80 {
+		t.Fatalf("owners.txt has %d assignments, want 80 (40 cameras x 3 and 4 shards)", lines)
 	}
 }
