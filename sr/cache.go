@@ -367,3 +367,18 @@ func (c *tileCache) commitTile(g *grid, t placed) {
 		}
 	}
 }
+
+// markStale makes the blocks under a grid tile that was filled without the
+// model (late) count as changed on the next frame, so they run then.
+func (c *tileCache) markStale(g *grid, t placed) {
+	if !c.on || !c.valid {
+		return
+	}
+	x0, x1 := max(t.x-g.P, 0)/blockSize, min((t.x-g.P+g.T+blockSize-1)/blockSize, g.nbx)
+	y0, y1 := max(t.y-g.P, 0)/blockSize, min((t.y-g.P+g.T+blockSize-1)/blockSize, g.nby)
+	for by := y0; by < y1; by++ {
+		for bx := x0; bx < x1; bx++ {
+			c.ref[by*g.nbx+bx] = -1e4 // any luma is far from it
+		}
+	}
+}

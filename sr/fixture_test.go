@@ -58,12 +58,12 @@ func TestDANFixture_ORTMatchesPyTorch(t *testing.T) {
 
 	// Through the engine's own session (batch of N tiles, as Upscale runs them).
 	u := load(t, path, ModelOptions{BatchSize: int(fx.InputShape[0])})
-	p, err := u.tensorsFor(int(fx.InputShape[0]))
+	p, err := u.eng.tensorsFor(int(fx.InputShape[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
 	copy(p.in.GetData(), in)
-	if err := u.sess.Run([]ort.Value{p.in}, []ort.Value{p.out}); err != nil {
+	if err := u.eng.sess.Run([]ort.Value{p.in}, []ort.Value{p.out}); err != nil {
 		t.Fatal(err)
 	}
 	var worst float64

@@ -2,15 +2,18 @@ package sr
 
 // FrameMetrics describes the work done for one frame.
 type FrameMetrics struct {
-	Seq        uint64
-	Tiles      int     // tiles in the frame
-	Inferred   int     // tiles run through the model
-	Reused     int     // tiles taken from the cache
-	Batches    int     // session runs
-	InferMs    float64 // time inside session runs
-	OverheadMs float64 // everything else: change detection, tiling, blending, copies
-	TotalMs    float64
-	FullReason string // why every tile ran ("first frame", "reset", "scene change", "cache off", "size change"); "" if the cache chose
+	Seq         uint64
+	Tiles       int     // tiles in the frame
+	Inferred    int     // tiles run through the model
+	Reused      int     // tiles taken from the cache
+	Late        int     // tiles not run by the deadline (kept from the cache, or bicubic)
+	Batches     int     // session runs its tiles rode in
+	BatchTiles  int     // the sizes of those runs summed (other streams' tiles included)
+	QueueWaitMs float64 // time its tiles waited for a batch, summed
+	InferMs     float64 // time inside session runs
+	OverheadMs  float64 // everything else: change detection, tiling, blending, copies
+	TotalMs     float64
+	FullReason  string // why every tile ran ("first frame", "reset", "scene change", "cache off", "size change"); "" if the cache chose
 }
 
 // Metrics are running totals for one upscaler (one stream) plus the last frame.
@@ -18,6 +21,10 @@ type Metrics struct {
 	Frames        uint64
 	TilesInferred uint64
 	TilesReused   uint64
+	TilesLate     uint64
+	Batches       uint64  // session runs its tiles rode in
+	BatchTiles    uint64  // their sizes summed: BatchTiles/Batches is the mean batch it met
+	QueueWaitMs   float64 // time its tiles waited for a batch, summed
 	InferMs       float64 // summed over frames
 	OverheadMs    float64
 	Last          FrameMetrics
@@ -66,6 +73,10 @@ func (u *ONNXUpscaler) record(f FrameMetrics) {
 	m.Frames++
 	m.TilesInferred += uint64(f.Inferred)
 	m.TilesReused += uint64(f.Reused)
+	m.TilesLate += uint64(f.Late)
+	m.Batches += uint64(f.Batches)
+	m.BatchTiles += uint64(f.BatchTiles)
+	m.QueueWaitMs += f.QueueWaitMs
 	m.InferMs += f.InferMs
 	m.OverheadMs += f.OverheadMs
 	m.Last = f

@@ -44,7 +44,16 @@ type ModelOptions struct {
 	// of every frame runs: right for unrelated images (eval, stills).
 	Cache       bool
 	CacheTuning CacheOptions
-	Logger      *slog.Logger // default slog.Default()
+	// Deadline bounds one frame's SR: tiles no batch has taken by then are
+	// not run (reused from the cache, or bicubic on a whole-frame pass) and
+	// counted as late, so a busy engine slows the picture's detail, not the
+	// stream. 0: no deadline.
+	Deadline time.Duration
+	// BatchWait is how long a shared engine holds a part-filled batch for
+	// other streams' tiles (default DefaultBatchWait; LoadModel's private
+	// engine never waits).
+	BatchWait time.Duration
+	Logger    *slog.Logger // default slog.Default()
 }
 
 // ONNXUpscaler runs a danstream ONNX model over frames: tiles with overlap,
@@ -52,14 +61,16 @@ type ModelOptions struct {
 // temporal cache that skips tiles whose input did not change. One instance
 // serves one stream (the cache is per stream); calls to Upscale are serialised.
 type ONNXUpscaler struct {
-	info     ModelInfo
-	provider string // the provider that actually runs
-	batch    int
-	log      *slog.Logger
+	info   ModelInfo
+	eng    *engine
+	shared bool // eng is a registry engine (released, not closed)
+	log    *slog.Logger
 
 	mu        sync.Mutex
-	sess      *ort.DynamicAdvancedSession
-	tensors   map[int]ioPair // batch size -> tensors
+	client    *engineClient
+	free      []*tileJob // tile buffers not queued (window of them)
+	deadline  time.Duration
+	bic       Upscaler // bicubic for late tiles of a whole-frame pass
 	g         *grid
 	hr        [][]float32 // per tile, planar RGB HR output
 	out       []byte      // blended HR frame, updated in place
@@ -84,14 +95,23 @@ type ioPair struct {
 // repository-relative model (sr/models/...) in a config, the swap API or --model
 // is found from anywhere, as the bundled defaults are.
 func LoadModel(path string, opts ModelOptions) (*ONNXUpscaler, error) {
+	return loadUpscaler(path, opts, false)
+}
+
+// LoadShared is LoadModel on the process's shared engine for the model file,
+// provider and device: every stream running that model queues its tiles to
+// one session (batched across streams, served in turn, under the process
+// thread budget, SetThreadBudget) and keeps its own tile cache and output.
+// The engine closes its session when the last upscaler using it is closed.
+func LoadShared(path string, opts ModelOptions) (*ONNXUpscaler, error) {
+	return loadUpscaler(path, opts, true)
+}
+
+func loadUpscaler(path string, opts ModelOptions, shared bool) (*ONNXUpscaler, error) {
 	if err := InitRuntime(opts.LibPath); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(path); err != nil { // as named when it is there (status, adapt's base)
-		if p, _ := FindAsset(path); p != "" {
-			path = p
-		}
-	}
+	path = resolveModelPath(path)
 	info, err := ReadModelInfo(path)
 	if err != nil {
 		return nil, err
@@ -100,48 +120,21 @@ func LoadModel(path string, opts ModelOptions) (*ONNXUpscaler, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	chain, err := providerChain(opts.Provider)
+	var e *engine
+	if shared {
+		e, err = acquireEngine(path, info, opts, log)
+	} else {
+		o := opts
+		o.BatchWait = 0 // one client: nothing to wait for
+		e, err = newEngine(path, info, o, log)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("sr: model %s: %w", path, err)
+		return nil, err
 	}
-	u := &ONNXUpscaler{info: info, log: log, tensors: map[int]ioPair{}}
+	u := &ONNXUpscaler{info: info, eng: e, shared: shared, log: log, deadline: opts.Deadline,
+		bic: NewBicubic(info.Scale)}
 	u.cache = tileCache{on: opts.Cache, opts: opts.CacheTuning.withDefaults()}
-	var (
-		why     []string
-		lastErr error
-	)
-	for _, p := range chain {
-		batch := opts.BatchSize
-		if batch <= 0 {
-			batch = 4
-			if p != ProviderCPU {
-				batch = 16
-			}
-		}
-		sess, err := newSession(path, info, p, batch, opts)
-		if err == nil {
-			liveSessions.Add(1)
-			u.sess, u.provider, u.batch = sess, p, batch
-			err = u.warmUp()
-			if err == nil {
-				break
-			}
-			u.releaseSession()
-		}
-		why = append(why, fmt.Sprintf("%s: %s", p, providerHint(err)))
-		lastErr = err
-	}
-	if u.sess == nil {
-		if errors.Is(lastErr, ErrNonFinite) { // the model, not the provider
-			return nil, fmt.Errorf("sr: model %s: %w", path, lastErr)
-		}
-		return nil, fmt.Errorf("sr: model %s: no execution provider could run it: %s", path, strings.Join(why, "; "))
-	}
-	if len(why) > 0 {
-		log.Warn("sr: execution provider fallback", "model", path, "asked", opts.Provider, "using", u.provider, "why", strings.Join(why, "; "))
-	} else if opts.Provider == ProviderAuto {
-		log.Info("sr: execution provider", "model", path, "asked", "auto", "using", u.provider)
-	}
+	u.client = e.newClient()
 	return u, nil
 }
 
@@ -248,8 +241,8 @@ func appendCUDA(so *ort.SessionOptions, dev string) error {
 // falls back) rather than on the first live frame; TensorRT builds its engine now.
 // The tile is a smooth gradient (a picture-like input, not all zeros) and its
 // output must be finite: a diverged model's NaN would show as a black picture.
-func (u *ONNXUpscaler) warmUp() error {
-	p, err := u.tensorsFor(1)
+func (e *engine) warmUp() error {
+	p, err := e.tensorsFor(1)
 	if err != nil {
 		return err
 	}
@@ -257,7 +250,7 @@ func (u *ONNXUpscaler) warmUp() error {
 	for i := range in {
 		in[i] = float32(i) / float32(n)
 	}
-	if err := u.sess.Run([]ort.Value{p.in}, []ort.Value{p.out}); err != nil {
+	if err := e.sess.Run([]ort.Value{p.in}, []ort.Value{p.out}); err != nil {
 		return err
 	}
 	for _, v := range p.out.GetData() {
@@ -271,11 +264,11 @@ func (u *ONNXUpscaler) warmUp() error {
 // ErrNonFinite is returned by LoadModel for a model whose output has NaN or Inf.
 var ErrNonFinite = fmt.Errorf("%w: its output is not finite", ErrBadModel)
 
-func (u *ONNXUpscaler) tensorsFor(n int) (ioPair, error) {
-	if p, ok := u.tensors[n]; ok {
+func (e *engine) tensorsFor(n int) (ioPair, error) {
+	if p, ok := e.tensors[n]; ok {
 		return p, nil
 	}
-	T, Ts := int64(u.info.Tile), int64(u.info.Tile*u.info.Scale)
+	T, Ts := int64(e.info.Tile), int64(e.info.Tile*e.info.Scale)
 	in, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(n), 3, T, T))
 	if err != nil {
 		return ioPair{}, err
@@ -286,19 +279,19 @@ func (u *ONNXUpscaler) tensorsFor(n int) (ioPair, error) {
 		return ioPair{}, err
 	}
 	p := ioPair{in, out}
-	u.tensors[n] = p
+	e.tensors[n] = p
 	return p, nil
 }
 
-func (u *ONNXUpscaler) releaseSession() {
-	for n, p := range u.tensors {
+func (e *engine) releaseSession() {
+	for n, p := range e.tensors {
 		p.in.Destroy()
 		p.out.Destroy()
-		delete(u.tensors, n)
+		delete(e.tensors, n)
 	}
-	if u.sess != nil {
-		u.sess.Destroy()
-		u.sess = nil
+	if e.sess != nil {
+		e.sess.Destroy()
+		e.sess = nil
 		liveSessions.Add(-1)
 	}
 }
@@ -314,17 +307,31 @@ func LiveSessions() int64 { return liveSessions.Load() }
 func (u *ONNXUpscaler) Info() ModelInfo { return u.info }
 
 // Provider returns the execution provider that runs the model (after any fallback).
-func (u *ONNXUpscaler) Provider() string { return u.provider }
+func (u *ONNXUpscaler) Provider() string { return u.eng.provider }
 
 // BatchSize returns how many tiles go to one session run.
-func (u *ONNXUpscaler) BatchSize() int { return u.batch }
+func (u *ONNXUpscaler) BatchSize() int { return u.eng.batch }
+
+// Shared reports whether the upscaler runs on a shared engine (LoadShared).
+func (u *ONNXUpscaler) Shared() bool { return u.shared }
+
+// EngineStats returns the totals of the engine the upscaler runs on (all of
+// its streams together when shared).
+func (u *ONNXUpscaler) EngineStats() EngineStats { return u.eng.stats() }
+
+// SetDeadline changes the per-frame deadline (ModelOptions.Deadline).
+func (u *ONNXUpscaler) SetDeadline(d time.Duration) {
+	u.mu.Lock()
+	u.deadline = d
+	u.mu.Unlock()
+}
 
 // Scale implements Upscaler.
 func (u *ONNXUpscaler) Scale() int { return u.info.Scale }
 
 // Name implements Upscaler, e.g. "dan-lite-x4 (onnxruntime cpu)".
 func (u *ONNXUpscaler) Name() string {
-	return fmt.Sprintf("%s (onnxruntime %s)", u.info.Name, u.provider)
+	return fmt.Sprintf("%s (onnxruntime %s)", u.info.Name, u.eng.provider)
 }
 
 // SetCache switches the tile cache on or off and retunes it; the next frame
@@ -342,7 +349,8 @@ func (u *ONNXUpscaler) CacheEnabled() bool {
 	return u.cache.on
 }
 
-// Close frees the session; the upscaler cannot be used afterwards.
+// Close frees the session (a shared engine's once its last user is closed);
+// the upscaler cannot be used afterwards.
 func (u *ONNXUpscaler) Close() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -350,7 +358,12 @@ func (u *ONNXUpscaler) Close() error {
 		return nil
 	}
 	u.closed = true
-	u.releaseSession()
+	u.eng.removeClient(u.client)
+	if u.shared {
+		releaseEngine(u.eng)
+	} else {
+		u.eng.close()
+	}
 	return nil
 }
 
@@ -370,6 +383,10 @@ func (u *ONNXUpscaler) Upscale(ctx context.Context, in frame.Frame) (frame.Frame
 		return frame.Frame{}, ErrClosed
 	}
 	start := time.Now()
+	var deadline time.Time
+	if u.deadline > 0 {
+		deadline = start.Add(u.deadline)
+	}
 	s := u.info.Scale
 	reset := in.Reset
 	resized := u.g == nil || u.g.W != in.W || u.g.H != in.H
@@ -389,9 +406,11 @@ func (u *ONNXUpscaler) Upscale(ctx context.Context, in frame.Frame) (frame.Frame
 	if full && reason == "first frame" && resized && u.metrics.Frames > 0 {
 		reason = "size change"
 	}
-	var inferDur time.Duration
-	var batches int
-	var err error
+	var (
+		st  runStats
+		ran int
+		err error
+	)
 	if full {
 		// Every tile of the fixed grid, blended with normalised feathering.
 		tiles = u.gridTiles[:0]
@@ -404,20 +423,38 @@ func (u *ONNXUpscaler) Upscale(ctx context.Context, in frame.Frame) (frame.Frame
 		// Bands are blended as soon as their tile rows have run, so only a
 		// ring of a few tile rows is kept, whatever the frame size.
 		nx := len(g.xs)
-		inferDur, batches, err = u.run(ctx, in.Pix, tiles, func(k int, out []float32) {
+		sink := func(k int, out []float32) {
 			j, i := k/nx, k%nx
 			copy(u.hr[(j%g.ring)*nx+i], out)
 			if i == nx-1 {
 				g.blend(u.out, u.hr, j, u.acc)
 			}
-		})
+		}
+		ran, st, err = u.run(ctx, in.Pix, tiles, deadline, sink)
+		if err == nil && ran < len(tiles) {
+			// Late: the rest of the grid from the bicubic enlargement, in
+			// order (the ring blends bands as their last tile row arrives).
+			var bic frame.Frame
+			if bic, err = u.bic.Upscale(ctx, in); err == nil {
+				tmp := u.lateTile()
+				for k := ran; k < len(tiles); k++ {
+					g.tileFromHR(tmp, bic.Pix, tiles[k].x, tiles[k].y)
+					sink(k, tmp)
+				}
+			}
+		}
 		if err == nil {
 			u.cache.commitFull()
+			for _, t := range tiles[ran:] {
+				u.cache.markStale(g, t) // bicubic there: run it next frame
+			}
 		}
 	} else {
 		// Only the tiles covering changed blocks (and the refresh share),
-		// feathered into the output kept from earlier frames.
-		inferDur, batches, err = u.run(ctx, in.Pix, tiles, func(i int, out []float32) {
+		// feathered into the output kept from earlier frames. Late ones are
+		// not committed: their blocks stay changed and run next frame, and
+		// meanwhile the correction below moves the kept pixels.
+		ran, st, err = u.run(ctx, in.Pix, tiles, deadline, func(i int, out []float32) {
 			g.blendFree(u.out, out, tiles[i].x, tiles[i].y)
 			u.cache.commitTile(g, tiles[i])
 		})
@@ -439,46 +476,112 @@ func (u *ONNXUpscaler) Upscale(ctx context.Context, in frame.Frame) (frame.Frame
 
 	total := time.Since(start)
 	u.record(FrameMetrics{
-		Seq: in.Seq, Tiles: g.numTiles(), Inferred: n, Reused: max(0, g.numTiles()-n), Batches: batches,
-		InferMs: ms(inferDur), OverheadMs: ms(total - inferDur), TotalMs: ms(total), FullReason: reason,
+		Seq: in.Seq, Tiles: g.numTiles(), Inferred: ran, Reused: max(0, g.numTiles()-n), Late: n - ran,
+		Batches: st.batches, BatchTiles: st.batchTiles, QueueWaitMs: ms(st.wait),
+		InferMs: ms(st.infer), OverheadMs: ms(total - st.infer), TotalMs: ms(total), FullReason: reason,
 	})
 	return outF, nil
 }
 
-// run sends tiles through the session in batches of at most u.batch and hands
-// each tile's planar RGB HR output (valid only during the call) to sink.
-func (u *ONNXUpscaler) run(ctx context.Context, pix []byte, tiles []placed, sink func(i int, out []float32)) (time.Duration, int, error) {
-	var inferDur time.Duration
-	T := u.info.Tile
-	tileIn := 3 * T * T
-	tileOut := tileIn * u.info.Scale * u.info.Scale
-	batches := 0
-	for start := 0; start < len(tiles); start += u.batch {
-		if err := ctx.Err(); err != nil {
-			return inferDur, batches, err
+// lateTile returns a scratch HR tile for bicubic-filled late tiles.
+func (u *ONNXUpscaler) lateTile() []float32 {
+	if len(u.free) > 0 {
+		return u.free[0].out
+	}
+	return make([]float32, 3*u.info.Tile*u.info.Scale*u.info.Tile*u.info.Scale)
+}
+
+// runStats is what one frame's tiles met in the engine.
+type runStats struct {
+	batches, batchTiles int           // distinct batches its tiles rode in, and their sizes summed
+	wait                time.Duration // queue waits summed over its tiles
+	infer               time.Duration // those batches' session runs
+}
+
+// run sends tiles through the engine, a window of two batches at a time, and
+// hands each tile's planar RGB HR output (valid only during the call) to
+// sink, in order. It returns how many tiles ran: all of them, or, when the
+// deadline passed first, the ones a batch had taken by then (always the
+// first ones); the rest are the caller's to fill.
+func (u *ONNXUpscaler) run(ctx context.Context, pix []byte, tiles []placed, deadline time.Time, sink func(i int, out []float32)) (int, runStats, error) {
+	var st runStats
+	e := u.eng
+	n, B, window := len(tiles), e.batch, e.clientWindow()
+	T, S := u.info.Tile, u.info.Scale
+	for len(u.free) < window {
+		u.free = append(u.free, &tileJob{in: make([]float32, 3*T*T), out: make([]float32, 3*T*T*S*S)})
+	}
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		timeout = t.C
+	}
+	var (
+		submitted, done int
+		stop            bool // deadline, cancelled or failed: queue nothing more
+		err             error
+		lastBatch       uint64
+		cancelled       = ctx.Done()
+	)
+	takeBack := func() {
+		back := u.client.cancelQueued()
+		submitted -= len(back)
+		u.free = append(u.free, back...)
+	}
+	for {
+		// Keep the window full, a batch at a time.
+		for !stop && submitted < n {
+			k := min(B, n-submitted)
+			if len(u.free) < k {
+				break
+			}
+			batch := make([]*tileJob, k)
+			copy(batch, u.free[len(u.free)-k:])
+			u.free = u.free[:len(u.free)-k]
+			for b, j := range batch {
+				j.idx = submitted + b
+				u.g.fillTile(j.in, pix, tiles[j.idx].x, tiles[j.idx].y)
+			}
+			u.client.submit(batch)
+			submitted += k
 		}
-		k := min(len(tiles)-start, u.batch)
-		p, err := u.tensorsFor(k)
-		if err != nil {
-			return inferDur, batches, fmt.Errorf("sr: %s: tensors for batch %d: %w", u.info.Name, k, err)
+		if done == submitted {
+			return done, st, err
 		}
-		data := p.in.GetData()
-		for b, t := range tiles[start : start+k] {
-			u.g.fillTile(data[b*tileIn:(b+1)*tileIn], pix, t.x, t.y)
-		}
-		t0 := time.Now()
-		err = u.sess.Run([]ort.Value{p.in}, []ort.Value{p.out})
-		inferDur += time.Since(t0)
-		batches++
-		if err != nil {
-			return inferDur, batches, fmt.Errorf("sr: %s (%s): inference: %w", u.info.Name, u.provider, err)
-		}
-		od := p.out.GetData()
-		for b := 0; b < k; b++ {
-			sink(start+b, od[b*tileOut:(b+1)*tileOut])
+		select {
+		case j := <-u.client.results:
+			if j.err != nil && err == nil {
+				err, stop = j.err, true
+				takeBack()
+			}
+			if err == nil {
+				if j.idx != done {
+					panic(fmt.Sprintf("sr: engine returned tile %d, want %d", j.idx, done)) // the queue is FIFO per client
+				}
+				sink(j.idx, j.out)
+			}
+			st.wait += j.wait
+			if j.batchID != lastBatch {
+				lastBatch = j.batchID
+				st.batches++
+				st.batchTiles += j.size
+				st.infer += j.infer
+			}
+			done++
+			u.free = append(u.free, j)
+		case <-timeout:
+			timeout, stop = nil, true
+			takeBack()
+		case <-cancelled:
+			cancelled = nil
+			if err == nil {
+				err = ctx.Err()
+			}
+			stop = true
+			takeBack()
 		}
 	}
-	return inferDur, batches, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -257,6 +257,29 @@ func (g *grid) fillTile(dst []float32, pix []byte, ox, oy int) {
 	}
 }
 
+// tileFromHR writes into dst (planar RGB, as the model's output) the HR
+// tile at canvas origin (ox, oy) taken from a whole HR frame (packed BGR),
+// e.g. the bicubic enlargement for a tile that missed its deadline. Canvas
+// pixels outside the frame take the nearest edge pixel: blending never
+// writes them out.
+func (g *grid) tileFromHR(dst []float32, hr []byte, ox, oy int) {
+	s := g.scale
+	Ts := g.T * s
+	plane := Ts * Ts
+	Wo, Ho, off := g.W*s, g.H*s, g.P*s
+	for v := 0; v < Ts; v++ {
+		Y := clampInt(oy*s+v-off, 0, Ho-1)
+		row := hr[Y*Wo*3 : (Y+1)*Wo*3]
+		for x := 0; x < Ts; x++ {
+			X := clampInt(ox*s+x-off, 0, Wo-1)
+			p := row[X*3 : X*3+3]
+			dst[v*Ts+x] = u8ToF32[p[2]]
+			dst[plane+v*Ts+x] = u8ToF32[p[1]]
+			dst[2*plane+v*Ts+x] = u8ToF32[p[0]]
+		}
+	}
+}
+
 // blend writes the HR output (packed BGR, (W*s) x (H*s)) of the horizontal
 // bands whose lowest covering tile row is row (all bands if row < 0). hr holds
 // tile outputs (planar RGB) in a ring of g.ring tile rows: tile (j, i) at

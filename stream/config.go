@@ -34,6 +34,11 @@ type Config struct {
 	// Shard "i/N" serves only this shard's streams of a config shared by N
 	// processes (ForShard; serve --shard overrides it). Empty: every stream.
 	Shard string `yaml:"shard"`
+	// Threads is the process's ONNX Runtime thread budget: every stream of a
+	// model file, provider and device shares one engine (one session,
+	// batched across streams), whose session gets this many intra-op threads
+	// and runs one batch at a time with the other CPU engines. 0: one per core.
+	Threads int `yaml:"threads"`
 }
 
 // AuthConfig lists who may do what. Empty: no authentication, which serve
@@ -217,10 +222,15 @@ type StreamConfig struct {
 	Model    string        `yaml:"model" json:"model,omitempty"`       // ONNX file, or "real" / "clean" (bundled); empty: see ModelPath
 	Scale    int           `yaml:"scale" json:"scale,omitempty"`       // 2, 3 or 4; must match the model's metadata when both are set
 	Provider string        `yaml:"provider" json:"provider,omitempty"` // cpu | cuda | tensorrt | auto
-	Threads  int           `yaml:"threads" json:"threads,omitempty"`   // ONNX Runtime intra-op threads, 0 = runtime default
+	Threads  int           `yaml:"threads" json:"threads,omitempty"`   // deprecated and ignored: the top-level threads is the process's budget
 	Cache    *bool         `yaml:"cache" json:"cache,omitempty"`       // temporal tile cache, default on
 	Bitrate  int           `yaml:"bitrate_kbps" json:"bitrate_kbps,omitempty"`
 	Keyframe time.Duration `yaml:"keyframe_interval" json:"keyframe_interval,omitempty"`
+	// Deadline bounds the SR of one frame: tiles the shared engine has not
+	// started by then go out from the tile cache (or bicubic on a
+	// whole-frame pass) and are counted as late, so a busy engine costs
+	// detail, not frames. 0: none.
+	Deadline time.Duration `yaml:"deadline" json:"deadline,omitempty"`
 	// OnDemand starts capture and SR when the first viewer (WebRTC, RTSP or a
 	// snapshot) arrives and stops them IdleTimeout after the last one leaves.
 	// Off by default: a stream runs always, as MediaMTX's sources do.
@@ -543,6 +553,9 @@ func (c *Config) validate(line func(path ...string) int) error {
 	if len(c.Streams) == 0 {
 		bad([]string{"streams"}, "no streams configured")
 	}
+	if c.Threads < 0 || c.Threads > 256 {
+		bad([]string{"threads"}, "must be 0..256, got %d", c.Threads)
+	}
 	if _, err := shard.Parse(c.Shard); err != nil {
 		bad([]string{"shard"}, "%v", err)
 	}
@@ -570,6 +583,9 @@ func (c *Config) validate(line func(path ...string) int) error {
 		}
 		if s.Threads < 0 || s.Threads > 256 {
 			bad(p("threads"), "must be 0..256, got %d", s.Threads)
+		}
+		if s.Deadline < 0 || s.Deadline > time.Minute {
+			bad(p("deadline"), "must be 0..1m, got %s", s.Deadline)
 		}
 		if (s.Width == 0) != (s.Height == 0) || s.Width < 0 || s.Height < 0 || s.Width > 7680 || s.Height > 4320 {
 			bad(p("width"), "width and height are set together, each 1..7680x4320")

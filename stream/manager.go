@@ -108,6 +108,7 @@ type managed struct {
 // until Run. A missing or broken model fails here, naming the file.
 func NewManager(cfg Config, log *slog.Logger) (*Manager, error) {
 	m := &Manager{log: log, streams: map[string]*managed{}, reloadErr: map[string]string{}}
+	sr.SetThreadBudget(cfg.Threads)
 	for name, sc := range cfg.Streams {
 		ms, err := buildStream(name, sc, log)
 		if err != nil {
@@ -119,14 +120,24 @@ func NewManager(cfg Config, log *slog.Logger) (*Manager, error) {
 	return m, nil
 }
 
+// loadModel gives a stream its upscaler on the shared engine of its model
+// file and provider: one ONNX Runtime session for every stream of that model,
+// closed when the last of them goes.
+func loadModel(name, path string, sc StreamConfig, log *slog.Logger) (*sr.ONNXUpscaler, error) {
+	if sc.Threads > 0 {
+		log.Warn("streams.NAME.threads is ignored: the top-level threads is the process's ONNX Runtime budget", "stream", name)
+	}
+	return sr.LoadShared(path, sr.ModelOptions{
+		Provider: sc.Provider, Cache: sc.CacheEnabled(), Deadline: sc.Deadline, Logger: log.With("stream", name),
+	})
+}
+
 func buildStream(name string, sc StreamConfig, log *slog.Logger) (*managed, error) {
 	path, err := ModelPath(sc)
 	if err != nil {
 		return nil, err
 	}
-	up, err := sr.LoadModel(path, sr.ModelOptions{
-		Provider: sc.Provider, Threads: sc.Threads, Cache: sc.CacheEnabled(), Logger: log.With("stream", name),
-	})
+	up, err := loadModel(name, path, sc, log)
 	if err != nil {
 		return nil, err
 	}
@@ -410,9 +421,7 @@ func (m *Manager) swapNameLocked(name, path string, v *transport.ModelValidation
 		return "", fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
 	sc := ms.cfg
-	up, err := sr.LoadModel(path, sr.ModelOptions{
-		Provider: sc.Provider, Threads: sc.Threads, Cache: sc.CacheEnabled(), Logger: m.log.With("stream", name),
-	})
+	up, err := loadModel(name, path, sc, m.log)
 	if err != nil {
 		return "", fmt.Errorf("stream %q: swap model: %w", name, err)
 	}

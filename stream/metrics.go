@@ -52,6 +52,9 @@ var (
 		{streamDesc("danstream_stream_reconnects_total", "Source reconnect attempts."), func(r metricsRow) uint64 { return r.st.Reconnects }},
 		{streamDesc("danstream_stream_tiles_inferred_total", "SR tiles run through the model."), func(r metricsRow) uint64 { return r.srm.TilesInferred }},
 		{streamDesc("danstream_stream_tiles_reused_total", "SR tiles served from the temporal tile cache."), func(r metricsRow) uint64 { return r.srm.TilesReused }},
+		{streamDesc("danstream_stream_tiles_late_total", "SR tiles not run by the stream's deadline (kept from the cache, or bicubic)."), func(r metricsRow) uint64 { return r.srm.TilesLate }},
+		{streamDesc("danstream_stream_sr_batches_total", "Session runs of the shared engine that carried this stream's tiles."), func(r metricsRow) uint64 { return r.srm.Batches }},
+		{streamDesc("danstream_stream_sr_batch_tiles_total", "Sizes of those runs summed (all streams' tiles): divided by sr_batches_total, the mean batch."), func(r metricsRow) uint64 { return r.srm.BatchTiles }},
 	}
 	variantCounters = []struct {
 		desc *prometheus.Desc
@@ -62,6 +65,7 @@ var (
 		{variantDesc("danstream_stream_viewer_drops_total", "Samples dropped for slow viewers."), func(r metricsRow, i int) uint64 { return r.del[i].drops }},
 	}
 	descSR         = streamDesc("danstream_stream_sr_ms", "Time of the SR stage per frame, milliseconds.")
+	descQueueWait  = streamDesc("danstream_stream_sr_queue_wait_seconds_total", "Time this stream's tiles waited in the shared engine's queue for a batch, summed over tiles.")
 	descGoroutines = prometheus.NewDesc("danstream_process_goroutines", "Goroutines in the process.", nil, nil)
 	descMats       = prometheus.NewDesc("danstream_process_gocv_mats", "Live GoCV Mats (C memory; counted in -tags matprofile builds).", nil, nil)
 )
@@ -95,6 +99,7 @@ func (m *Manager) Describe(ch chan<- *prometheus.Desc) {
 		ch <- c.desc
 	}
 	ch <- descSR
+	ch <- descQueueWait
 	ch <- descGoroutines
 	ch <- descMats
 }
@@ -128,6 +133,7 @@ func (m *Manager) Collect(ch chan<- prometheus.Metric) {
 			buckets[le] = cum
 		}
 		cum += r.p.srHist.counts[len(srBuckets)].Load()
+		ch <- prometheus.MustNewConstMetric(descQueueWait, prometheus.CounterValue, r.srm.QueueWaitMs/1000, name)
 		ch <- prometheus.MustNewConstHistogram(descSR, cum, float64(r.p.srHist.sumUs.Load())/1000, buckets, name)
 	}
 	ch <- prometheus.MustNewConstMetric(descGoroutines, prometheus.GaugeValue, float64(runtime.NumGoroutine()))
