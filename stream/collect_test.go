@@ -44,7 +44,7 @@ func TestStreamWithAMainSourceCollectsPairsWhileItServes(t *testing.T) {
 		"crop":   crop,
 	}})
 
-	waitForLong(t, "6 pairs stored from the test camera", 120*time.Second, func() bool { return pairsOf(m, "cam").Stored >= 6 })
+	waitForLong(t, "6 pairs stored from the test camera", 5*time.Minute, func() bool { return pairsOf(m, "cam").Stored >= 6 })
 	st := pairsOf(m, "cam")
 	t.Logf("collection: %+v", st)
 	if st.State != "collecting" || st.OnDisk != 4 || st.Main != cam.MainURL {
