@@ -191,7 +191,9 @@ func TestChartRoutesEachStreamToTheShardThatServesIt(t *testing.T) {
 	var owners strings.Builder
 	owners.WriteString("# stream shards owner: the Ingress routing of deploy/helm/danstream (deploy/chart_test.go)\n")
 	for _, n := range []int{3, 4} {
-		r := mustRender(t, values+fmt.Sprintf("shards: %d\ningress: {host: cams.example.com, className: nginx}\nwebrtc: {enabled: false}\n", n))
+		hosts := []string{"203.0.113.10", "203.0.113.11", "203.0.113.12", "203.0.113.13"}[:n]
+		r := mustRender(t, values+fmt.Sprintf("shards: %d\ningress: {host: cams.example.com, className: nginx}\nwebrtc: {publicHosts: [%s]}\n",
+			n, strings.Join(hosts, ", ")))
 		routes := ingressOwners(t, r)
 		if len(routes) != len(names) {
 			t.Fatalf("Ingress routes %d streams, want %d", len(routes), len(names))
@@ -291,7 +293,7 @@ secretEnv:
   - {name: DANSTREAM_VIEW_TOKEN, secret: danstream-tokens, key: view}
   - {name: DANSTREAM_OPS_TOKEN, secret: danstream-tokens, key: ops}
   - {name: CAM_USER, secret: camera-users, key: user}
-webrtc: {enabled: true, publicHosts: [203.0.113.10, 203.0.113.11]}
+webrtc: {publicHosts: [203.0.113.10, 203.0.113.11]}
 `
 	for _, gpu := range []bool{false, true} {
 		r := mustRender(t, values+fmt.Sprintf("gpu: {enabled: %v, count: 2}\n", gpu))
@@ -388,7 +390,7 @@ func TestChartRefusesWhatDanstreamWouldRefuse(t *testing.T) {
 		"auth: null\n":                           "auth: set auth.tokens or auth.users",
 		"shards: 0\n":                            "shards: want 1..1024",
 		"streams: null\n":                        "streams: list at least one camera",
-		"webrtc: {enabled: true, publicHosts: [203.0.113.1]}\n": "webrtc.publicHosts: one address per shard, got 1 for 2 shards",
+		"webrtc: {publicHosts: [203.0.113.1]}\n": "webrtc.publicHosts: one address per shard, got 1 for 2 shards",
 	} {
 		if !strings.HasPrefix(values, "streams") {
 			values += cams

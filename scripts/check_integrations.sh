@@ -18,6 +18,7 @@ go build -o "$work/danstream" ./cmd/danstream
 cat > "$work/config.yaml" <<YAML
 http: {listen: "127.0.0.1:$HTTP"}
 rtsp: {listen: "127.0.0.1:$RTSP", rtp_address: "127.0.0.1:$RTP", rtcp_address: "127.0.0.1:$((RTP+1))"}
+webrtc: {udp_listen: "127.0.0.1:0", tcp_listen: ""}
 streams:
   frontdoor: {source: "synthetic:160x90@10", model: sr/testdata/nearest_x4.onnx, threads: 1}
 YAML

@@ -142,6 +142,7 @@ func TestChartConfigKeepsEachStreamOnItsOwner(t *testing.T) {
 	for _, v := range []string{"CAM_USER", "CAM_PASS", "DANSTREAM_VIEW_TOKEN", "DANSTREAM_OPS_TOKEN"} {
 		t.Setenv(v, v+"-value-from-a-kubernetes-secret")
 	}
+	t.Setenv("DANSTREAM_PUBLIC_HOST", "203.0.113.10") // the pod's webrtc.hosts, from webrtc.publicHosts
 	served := map[string]int{}
 	for i := 0; i < 3; i++ {
 		t.Setenv("DANSTREAM_SHARD_INDEX", fmt.Sprint(i))
@@ -154,6 +155,10 @@ func TestChartConfigKeepsEachStreamOnItsOwner(t *testing.T) {
 		}
 		if cfg.Shard != fmt.Sprintf("%d/3", i) {
 			t.Fatalf("shard %d pod keeps shard %q", i, cfg.Shard)
+		}
+		// One UDP and one ICE-TCP port for every viewer: what the media Service exposes.
+		if cfg.WebRTC.UDP() != "0.0.0.0:8189" || cfg.WebRTC.TCP() != "0.0.0.0:8189" || len(cfg.WebRTC.Hosts) != 1 {
+			t.Errorf("shard %d webrtc: udp %q tcp %q hosts %v", i, cfg.WebRTC.UDP(), cfg.WebRTC.TCP(), cfg.WebRTC.Hosts)
 		}
 		if err := cfg.CheckExposure(); err != nil {
 			t.Errorf("shard %d would refuse to start: %v", i, err)
