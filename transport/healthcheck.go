@@ -3,10 +3,14 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 )
+
+// ErrHealthUnauthorized is CheckHealth's error when the server refused the credentials (or their absence).
+var ErrHealthUnauthorized = errors.New("credentials refused")
 
 // CheckHealth asks a running server's /healthz (url) with an optional bearer
 // token, for probes that cannot carry a credential themselves (Kubernetes
@@ -34,7 +38,7 @@ func CheckHealth(ctx context.Context, url, token string, live, insecure bool) ([
 	case resp.StatusCode == http.StatusOK, live && resp.StatusCode == http.StatusServiceUnavailable:
 		return body, nil
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return nil, fmt.Errorf("%s: %s (the probe needs a token of the config's auth block)", url, resp.Status)
+		return nil, fmt.Errorf("%s: %s: %w", url, resp.Status, ErrHealthUnauthorized)
 	default:
 		return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, body)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -26,6 +27,9 @@ func runHealthcheck(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	body, err := transport.CheckHealth(ctx, *url, os.Getenv("DANSTREAM_HEALTH_TOKEN"), *live, *insecure)
+	if errors.Is(err, transport.ErrHealthUnauthorized) {
+		return fmt.Errorf("%w: set DANSTREAM_HEALTH_TOKEN to a token of the config's auth block", err)
+	}
 	if err != nil {
 		return err
 	}

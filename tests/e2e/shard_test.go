@@ -109,3 +109,29 @@ func TestShardsServeEachStreamOnceAndSurviveEachOther(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthcheckProbeTakesItsTokenFromTheEnvironment is the chart's probe on
+// a server with auth: /healthz answers 401 without credentials, so the probe
+// fails with a message naming DANSTREAM_HEALTH_TOKEN, and passes with a token
+// of the config's auth block in that variable (from a Secret in the chart).
+func TestHealthcheckProbeTakesItsTokenFromTheEnvironment(t *testing.T) {
+	const token = "probe-token-0123456789abcdef"
+	s := startServeEnv(t, "http: {listen: HTTP_ADDR}\nrtsp: {listen: RTSP_ADDR}\nauth:\n  tokens:\n    - {token: \"${PROBE_TOKEN}\", read: [\"*\"]}\n"+
+		"streams:\n  cam:\n    source: synthetic:64x48@10\n    "+testModel+"\n", "PROBE_TOKEN="+token)
+	probe := func(env ...string) (string, error) {
+		cmd := exec.Command(binPath, "healthcheck", "--url", "http://"+s.http+"/healthz")
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := probe("DANSTREAM_HEALTH_TOKEN=")
+	if err == nil || !strings.Contains(out, "401") || !strings.Contains(out, "DANSTREAM_HEALTH_TOKEN") {
+		t.Fatalf("probe without a token: err %v, output %q; want a 401 failure naming DANSTREAM_HEALTH_TOKEN", err, out)
+	}
+	if strings.Contains(out, token) {
+		t.Fatal("the probe's output holds the token")
+	}
+	if out, err := probe("DANSTREAM_HEALTH_TOKEN=" + token); err != nil || !strings.Contains(out, `"cam"`) {
+		t.Fatalf("probe with the token: err %v, output %q", err, out)
+	}
+}
