@@ -41,7 +41,7 @@ func evalGain(t *testing.T, o EvalOptions, images int) EvalReport {
 // Set14 x4 with the bundled x4 model: >= +1.0 dB PSNR-Y over bicubic (the card: +1.68).
 func TestEvalSet14X4BundledModelBeatsBicubicByOneDB(t *testing.T) {
 	d := testdep.SharedData(t, "set14_x4")
-	rep := evalGain(t, EvalOptions{Engine: Engine{Scale: 4}, LRDir: filepath.Join(d, "LR"), HRDir: filepath.Join(d, "HR")}, 14)
+	rep := evalGain(t, EvalOptions{Engine: Engine{Scale: 4, Model: sr.ModelClean}, LRDir: filepath.Join(d, "LR"), HRDir: filepath.Join(d, "HR")}, 14)
 	if g := rep.Mean.ModelPSNR - rep.Mean.BicubicPSNR; g < 1.0 {
 		t.Errorf("Set14 x4: %+.3f dB over bicubic, want >= +1.0", g)
 	}
@@ -77,7 +77,7 @@ func TestEvalCity100EvalX2BundledModelBeatsBicubicByOneAndAHalfDB(t *testing.T) 
 			}
 		}
 	}
-	rep := evalGain(t, EvalOptions{Engine: Engine{Scale: 2}, LRDir: filepath.Join(split, "LR"), HRDir: filepath.Join(split, "HR"), LRResize: "area"}, 24)
+	rep := evalGain(t, EvalOptions{Engine: Engine{Scale: 2, Model: sr.ModelClean}, LRDir: filepath.Join(split, "LR"), HRDir: filepath.Join(split, "HR"), LRResize: "area"}, 24)
 	if g := rep.Mean.ModelPSNR - rep.Mean.BicubicPSNR; g < 1.5 {
 		t.Errorf("City100 EVAL x2: %+.3f dB over bicubic, want >= +1.5", g)
 	}
@@ -95,7 +95,7 @@ func TestBenchVtestX2TileCacheInfersFourTimesFewerTilesWithinATenthOfADB(t *test
 	testdep.Command(t, "ffprobe")
 	needRuntime(t)
 	const frames = 30
-	rep, err := Bench(context.Background(), BenchOptions{Engine: Engine{Scale: 2}, Input: vtest, Frames: frames})
+	rep, err := Bench(context.Background(), BenchOptions{Engine: Engine{Scale: 2, Model: sr.ModelClean}, Input: vtest, Frames: frames})
 	if err != nil {
 		t.Fatal(err)
 	}
