@@ -148,3 +148,38 @@ def test_x3_export_contract(tmp_path):
     assert r.cfg == m.cfg
     x = torch.rand(1, 3, 16, 16)
     torch.testing.assert_close(r(x)[1], m.eval()(x)[1])
+
+
+def test_train_x3_from_x4_on_codec_pairs_then_adapt(tmp_path):
+    """change_scale: 3 from an x4 checkpoint, trained on an offline pair file (data.kind
+    codec_pairs), and the result is a start point for `mode: adapt` (what
+    sr/models/dan_lite_x3_real.pth is for)."""
+    import yaml
+    from sr.dan import train
+    from sr.dan.checkpoint import load_model
+    tiny = dict(tile=16, feat=8, groups=2, convs_per_group=1, gb_feat=4, proj=2)
+    m4 = DANLite(scale=4, **tiny)
+    init = str(tmp_path / "x4.pth")
+    torch.save({"model_cfg": m4.cfg, "lora": None, "state": m4.state_dict()}, init)
+    d = tmp_path / "pairs"
+    d.mkdir()
+    r = np.random.default_rng(0)
+    np.savez(d / "data.npz", lr=r.integers(0, 256, (3, 20, 20, 3), dtype=np.uint8),
+             hr=r.integers(0, 256, (3, 60, 60, 3), dtype=np.uint8))
+    tr = {"batch": 2, "max_iters": 2, "budget_min": 5, "print_every": 1, "ckpt_every": 1}
+    o = {"name": "x3", "mode": "pretrain", "init": init, "change_scale": 3, "model": {"arch": "danlite", "scale": 3},
+         "data": {"kind": "codec_pairs", "dir": str(d)}, "train": tr}
+    p = tmp_path / "x3.yml"
+    p.write_text(yaml.safe_dump(o))
+    assert train.main([str(p), "--out", str(tmp_path / "x3")]) == 0
+    m3, _ = load_model(str(tmp_path / "x3" / "final.pth"), expect_scale=3)
+    assert m3.scale == 3
+    ad = dict(o, name="ad", mode="adapt", init=str(tmp_path / "x3" / "final.pth"), lora={"rank": 2, "layers": [r"^body\.0\.0$"]},
+              freeze=[r"^conv_first\.", r"^body\.0\."], unfreeze=["lora_"])
+    ad.pop("change_scale")
+    p2 = tmp_path / "ad.yml"
+    p2.write_text(yaml.safe_dump(ad))
+    assert train.main([str(p2), "--out", str(tmp_path / "ad")]) == 0
+    o["change_scale"] = 2  # disagrees with model.scale 3
+    p.write_text(yaml.safe_dump(o))
+    assert train.main([str(p), "--out", str(tmp_path / "bad")]) == 2
