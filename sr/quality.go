@@ -24,6 +24,31 @@ func LumaY(pix []byte, w, h, border int) ([]float64, int, int) {
 	return y, cw, ch
 }
 
+// BlockRMSEY appends to dst the luma (BT.601 Y, as LumaY) RMSE of a against
+// ref over every whole block x block square, row by row, `border` pixels
+// cropped: local errors (a trail behind a moving object) that a frame's mean
+// hides.
+func BlockRMSEY(dst []float64, a, ref []byte, w, h, border, block int) ([]float64, error) {
+	ya, yr, err := lumaPair(a, ref, w, h, border)
+	if err != nil {
+		return dst, err
+	}
+	cw, ch := w-2*border, h-2*border
+	for by := 0; by+block <= ch; by += block {
+		for bx := 0; bx+block <= cw; bx += block {
+			var se float64
+			for y := by; y < by+block; y++ {
+				for x := bx; x < bx+block; x++ {
+					d := ya[y*cw+x] - yr[y*cw+x]
+					se += d * d
+				}
+			}
+			dst = append(dst, math.Sqrt(se/float64(block*block)))
+		}
+	}
+	return dst, nil
+}
+
 // PSNRY is the PSNR (dB) of the Y channels of two same-size BGR images with
 // `border` pixels cropped at each edge. Identical images give +Inf.
 func PSNRY(a, b []byte, w, h, border int) (float64, error) {

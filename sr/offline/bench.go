@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -47,6 +49,40 @@ type BenchReport struct {
 	TileReduction float64    `json:"tile_inference_reduction"`
 	Speedup       float64    `json:"fps_speedup"`
 	PSNRDropDB    float64    `json:"psnr_y_drop_db"`
+	// Blocks: per 8x8 HR block and frame, luma RMSE against HR with the
+	// cache on minus with it off (grey levels; videos only).
+	Blocks *BlockDelta `json:"block_rmse_on_minus_off,omitempty"`
+}
+
+// BlockDelta summarises per-block error differences: where the cache costs
+// quality locally (trails behind moving objects), which the frame PSNR hides.
+type BlockDelta struct {
+	Blocks      int     `json:"blocks"`
+	Median      float64 `json:"median"`
+	P99         float64 `json:"p99"`
+	P999        float64 `json:"p99_9"`
+	Worst       float64 `json:"worst"`
+	ShareOver3  float64 `json:"share_over_3"` // fraction of blocks worse by more than 3 grey levels
+	WorstFrame  int     `json:"worst_frame"`
+	WorstBlockX int     `json:"worst_block_x"` // HR pixels of its top-left corner (border cropped)
+	WorstBlockY int     `json:"worst_block_y"`
+}
+
+func summariseBlocks(d []float64, worstFrame, wx, wy int) *BlockDelta {
+	if len(d) == 0 {
+		return nil
+	}
+	s := append([]float64(nil), d...)
+	sort.Float64s(s)
+	q := func(p float64) float64 { return s[min(len(s)-1, int(p*float64(len(s))))] }
+	over := 0
+	for _, v := range s {
+		if v > 3 {
+			over++
+		}
+	}
+	return &BlockDelta{Blocks: len(s), Median: q(0.5), P99: q(0.99), P999: q(0.999), Worst: s[len(s)-1],
+		ShareOver3: float64(over) / float64(len(s)), WorstFrame: worstFrame, WorstBlockX: wx, WorstBlockY: wy}
 }
 
 // BenchOptions says what Bench measures.
@@ -131,6 +167,12 @@ func Bench(ctx context.Context, o BenchOptions) (BenchReport, error) {
 	bar := newProgress(log, total)
 	var durOff, durOn time.Duration
 	var psnrOff, psnrOn, psnrBic, psnrOnOff float64
+	var (
+		deltas             []float64 // per 8x8 HR block and frame: RMSE on - off
+		rOn, rOff          []float64
+		worst              = math.Inf(-1)
+		worstF, worstX, wY int
+	)
 	n, lrW, lrH := 0, 0, 0
 	for n < total {
 		if err := ctx.Err(); err != nil {
@@ -173,6 +215,19 @@ func Bench(ctx context.Context, o BenchOptions) (BenchReport, error) {
 			psnrOff += p(oOff.Pix)
 			psnrOn += p(oOn.Pix)
 			psnrBic += p(oBic.Pix)
+			const blk = 8
+			rOn, _ = sr.BlockRMSEY(rOn[:0], oOn.Pix, hrPix, w*s, h*s, s, blk)
+			rOff, _ = sr.BlockRMSEY(rOff[:0], oOff.Pix, hrPix, w*s, h*s, s, blk)
+			if len(rOn) == len(rOff) {
+				nbx := (w*s - 2*s) / blk
+				for i := range rOn {
+					d := rOn[i] - rOff[i]
+					deltas = append(deltas, d)
+					if d > worst {
+						worst, worstF, worstX, wY = d, n, (i%nbx)*blk, (i/nbx)*blk
+					}
+				}
+			}
 		}
 		if v, err := sr.PSNRY(oOn.Pix, oOff.Pix, w*s, h*s, s); err == nil {
 			psnrOnOff += min(v, 100) // identical frames: count as 100 dB, not +Inf
@@ -211,6 +266,7 @@ func Bench(ctx context.Context, o BenchOptions) (BenchReport, error) {
 	}
 	rep.Speedup = b.FPS / a.FPS
 	rep.PSNRDropDB = a.PSNRY - b.PSNRY
+	rep.Blocks = summariseBlocks(deltas, worstF, worstX, wY)
 	return rep, nil
 }
 
@@ -235,6 +291,10 @@ func (rep BenchReport) WriteText(w io.Writer) error {
 	drop := "n/a (no HR)"
 	if rep.HasHR {
 		drop = fmt.Sprintf("%.3f dB", rep.PSNRDropDB)
+	}
+	if b := rep.Blocks; b != nil {
+		fmt.Fprintf(w, "per 8x8 block luma RMSE vs HR, cache on minus off (%d blocks): median %+.2f, p99 %+.2f, p99.9 %+.2f, worst %+.2f grey levels (frame %d, HR x %d y %d); %.2f%% of blocks worse by > 3\n",
+			b.Blocks, b.Median, b.P99, b.P999, b.Worst, b.WorstFrame, b.WorstBlockX, b.WorstBlockY, 100*b.ShareOver3)
 	}
 	_, err := fmt.Fprintf(w, "cache: %.2fx fewer tile inferences, %.2fx fps, PSNR-Y drop %s (cache-on vs cache-off output: %.1f dB)\n",
 		rep.TileReduction, rep.Speedup, drop, rep.OnVsOffPSNRY)
