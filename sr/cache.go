@@ -36,6 +36,11 @@ type CacheOptions struct {
 	// SceneCut is the fraction of changed blocks that counts as a scene change,
 	// on which the whole frame runs on the fixed grid.
 	SceneCut float64 // default 0.5
+	// Near is the share of the thresholds above which a block next to a
+	// changed one (8 neighbours) counts as changed too: the edge of a moving
+	// object and its shadow change less per block than its body, and reused
+	// there they left faint trails. 1 turns it off.
+	Near float64 // default 0.5
 }
 
 func (o CacheOptions) withDefaults() CacheOptions {
@@ -50,6 +55,9 @@ func (o CacheOptions) withDefaults() CacheOptions {
 	}
 	if o.SceneCut <= 0 || o.SceneCut > 1 {
 		o.SceneCut = 0.5
+	}
+	if o.Near <= 0 || o.Near > 1 {
+		o.Near = 0.5
 	}
 	return o
 }
@@ -186,6 +194,32 @@ func (c *tileCache) plan(g *grid, pix []byte, reset bool) (tiles []placed, full 
 			continue
 		}
 		n++
+	}
+	// Near a change, a lower bar: blocks beside a changed one scoring above
+	// Near count as changed (marked in covered first, so that the new marks
+	// do not spread further).
+	if near := float32(c.opts.Near); near < 1 {
+		for i, ch := range c.changed {
+			if ch || c.score[i] <= near {
+				continue
+			}
+			bx, by := i%nbx, i/nbx
+		look:
+			for y := max(by-1, 0); y <= min(by+1, nby-1); y++ {
+				for x := max(bx-1, 0); x <= min(bx+1, nbx-1); x++ {
+					if c.changed[y*nbx+x] {
+						c.covered[i] = true // borrowed as "near" until cover starts
+						break look
+					}
+				}
+			}
+		}
+		for i, nr := range c.covered {
+			if nr {
+				c.changed[i], c.covered[i] = true, false
+				n++
+			}
+		}
 	}
 	if float64(n) >= c.opts.SceneCut*float64(nb) {
 		return nil, true, "scene change"
@@ -362,7 +396,42 @@ func (c *tileCache) commitTile(g *grid, t placed) {
 			x0, x1 := bx*blockSize, min(bx*blockSize+blockSize, g.W)
 			for y := by * blockSize; y < min(by*blockSize+blockSize, g.H); y++ {
 				copy(c.refLuma[y*g.W+x0:y*g.W+x1], c.luma[y*g.W+x0:y*g.W+x1])
-				copy(c.refPix[(y*g.W+x0)*3:(y*g.W+x1)*3], c.cur[(y*g.W+x0)*3:(y*g.W+x1)*3])
+			}
+		}
+	}
+	c.featherRef(g, t)
+}
+
+// featherRef moves the correction's reference (refPix) under a tile's
+// footprint by the tile's blend weight: the kept HR pixels there are now
+// w*new + (1-w)*old, and the correction adds the bicubic LR change since
+// refPix. With refPix left at the old input in the feathered ring (whose
+// blocks are not committed), that change was added on top of the part the
+// tile had already blended in: new + w*(new-old), a halo that trailed
+// behind moving objects.
+func (c *tileCache) featherRef(g *grid, t placed) {
+	s := g.scale
+	wx := g.wfree[b2i(t.x == 0)][b2i(t.x+g.T >= g.Wp)]
+	wy := g.wfree[b2i(t.y == 0)][b2i(t.y+g.T >= g.Hp)]
+	fx, fy := t.x-g.P, t.y-g.P // the tile's origin in frame coordinates
+	x0, x1 := max(0, fx), min(g.W, fx+g.T)
+	y0, y1 := max(0, fy), min(g.H, fy+g.T)
+	for y := y0; y < y1; y++ {
+		a := wy[(y-fy)*s+s/2] // at the LR pixel's centre
+		if a == 0 {
+			continue
+		}
+		ref, cur := c.refPix[(y*g.W+x0)*3:(y*g.W+x1)*3], c.cur[(y*g.W+x0)*3:(y*g.W+x1)*3]
+		for x := x0; x < x1; x++ {
+			w := a * wx[(x-fx)*s+s/2]
+			i := (x - x0) * 3
+			switch {
+			case w >= 1:
+				ref[i], ref[i+1], ref[i+2] = cur[i], cur[i+1], cur[i+2]
+			case w > 0:
+				for k := i; k < i+3; k++ {
+					ref[k] = byte(w*float32(cur[k]) + (1-w)*float32(ref[k]) + 0.5)
+				}
 			}
 		}
 	}

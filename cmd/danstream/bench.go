@@ -32,6 +32,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&o.Frames, "frames", 300, "frames to process (0: all)")
 	fs.Float64Var(&o.Cache.Threshold, "threshold", 0, "cache: change of a 4x4 block's mean luma counted as motion (0: default 8)")
 	fs.Float64Var(&o.Cache.TextureThreshold, "texture-threshold", 0, "cache: mean absolute pixel luma change in a block counted as motion (0: default 12)")
+	fs.Float64Var(&o.Cache.Near, "near", 0, "cache: share of the thresholds above which a block next to a changed one counts as changed (0: default 0.5; 1: off)")
 	fs.IntVar(&o.Cache.RefreshFrames, "refresh", 0, "cache: re-infer every part of the frame at least every N frames (0: default 120)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	var co offline.CamerasOptions
