@@ -412,11 +412,13 @@ func (s *Server) forget(ss *whepSession) {
 	s.mu.Unlock()
 }
 
-// admit reserves a place for a new viewer of stream under both caps; the
-// reservation is released by the returned func once the session is
-// registered (or failed). Reserving before the ICE gather keeps concurrent
-// offers from all passing the check and overshooting the cap.
-func (s *Server) admit(stream string) (release func(), err error) {
+// admit reserves a place for a new viewer of stream under both caps. The
+// reservation turns into the registered session under the same lock
+// (admission.settleLocked, called by startSession), so a session is never
+// counted twice; release frees it if the offer fails before that. Reserving
+// before the ICE gather keeps concurrent offers from all passing the check and
+// overshooting the cap.
+func (s *Server) admit(stream string) (*admission, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n := len(s.sessions) + s.pendingTotal; n >= s.opts.MaxWHEPSessions {
@@ -433,17 +435,33 @@ func (s *Server) admit(stream string) (release func(), err error) {
 	}
 	s.pending[stream]++
 	s.pendingTotal++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			s.pendingTotal--
-			if s.pending[stream]--; s.pending[stream] == 0 {
-				delete(s.pending, stream)
-			}
-		})
-	}, nil
+	return &admission{s: s, stream: stream}, nil
+}
+
+// admission is one reserved place under the WHEP caps.
+type admission struct {
+	s      *Server
+	stream string
+	done   bool // guarded by s.mu
+}
+
+// settleLocked ends the reservation; the caller holds s.mu.
+func (a *admission) settleLocked() {
+	if a == nil || a.done {
+		return
+	}
+	a.done = true
+	a.s.pendingTotal--
+	if a.s.pending[a.stream]--; a.s.pending[a.stream] == 0 {
+		delete(a.s.pending, a.stream)
+	}
+}
+
+// release frees the reservation if no session took it over.
+func (a *admission) release() {
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	a.settleLocked()
 }
 
 func (s *Server) routes() {
@@ -568,7 +586,7 @@ func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 			http.StatusRequestEntityTooLarge)
 		return
 	}
-	release, err := s.admit(name)
+	adm, err := s.admit(name)
 	if err != nil {
 		refuseBody(w, r)
 		s.log.Warn("transport: WHEP viewer refused", "stream", name, "remote", s.clientIP(r), "reason", err)
@@ -576,7 +594,7 @@ func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error()+"; retry later", http.StatusServiceUnavailable)
 		return
 	}
-	defer release()
+	defer adm.release()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxOfferBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -607,7 +625,7 @@ func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.GatherTimeout)
 	defer cancel()
-	sess, answer, err := s.startSession(ctx, b, string(body))
+	sess, answer, err := s.startSession(ctx, b, string(body), adm)
 	if err != nil {
 		var oe *offerError
 		if errors.As(err, &oe) {

@@ -174,7 +174,9 @@ func newSessionID() string {
 }
 
 // startSession negotiates a viewer of b and returns it with its SDP answer.
-func (s *Server) startSession(ctx context.Context, b *Broadcaster, offer string) (*whepSession, string, error) {
+// adm, when not nil, is the caller's place under the WHEP caps: it becomes the
+// registered session under s.mu so no concurrent offer sees both.
+func (s *Server) startSession(ctx context.Context, b *Broadcaster, offer string, adm *admission) (*whepSession, string, error) {
 	c, err := chooseCodec(offer)
 	if err != nil {
 		return nil, "", err
@@ -232,6 +234,7 @@ func (s *Server) startSession(ctx context.Context, b *Broadcaster, offer string)
 	// Registered before anything can close it, so close always finds it to forget.
 	s.mu.Lock()
 	s.sessions[sess.id] = sess
+	adm.settleLocked()
 	s.mu.Unlock()
 	pc.OnConnectionStateChange(sess.onState)
 	sess.armReaper() // a viewer that never connects is reaped like one that vanished
