@@ -64,7 +64,7 @@ func TestStreamWithAMainSourceCollectsPairsWhileItServes(t *testing.T) {
 		st := pairsOf(m, "nomain")
 		return st.State == "retrying" && strings.Contains(st.Error, "127.0.0.1:1")
 	})
-	waitForLong(t, "the cropped sub stream reported", 60*time.Second, func() bool {
+	waitForLong(t, "the cropped sub stream reported", 4*time.Minute, func() bool {
 		st := pairsOf(m, "crop")
 		return st.State == "failed" && strings.Contains(st.Error, "crop of the main stream's picture")
 	})
