@@ -75,11 +75,17 @@ func TestStreamWithAMainSourceCollectsPairsWhileItServes(t *testing.T) {
 	if got := stateOf(m, "nomain"); got != StateRunning {
 		t.Errorf("stream nomain is %s: a collection problem must not stop the stream", got)
 	}
-	for _, st := range m.List() {
-		if st.Name == "crop" && st.OutputWidth != 2*192 {
-			t.Errorf("stream crop: %+v: a collection problem must not stop the stream", st)
+	// The crop path's reader may be reconnecting right now under load (its
+	// camera is one more ffmpeg publisher), so wait for it to run rather than
+	// reading its state once.
+	waitForLong(t, "stream crop running at its x2 size after its collection failed", 4*time.Minute, func() bool {
+		for _, st := range m.List() {
+			if st.Name == "crop" && st.OutputWidth == 2*192 {
+				return true
+			}
 		}
-	}
+		return false
+	})
 
 	m.mu.RLock()
 	col := m.streams["cam"].pairs
